@@ -1,0 +1,81 @@
+//! The `vigil` command: one file per subcommand, dispatched from a closed enum.
+//!
+//! Exit codes: 0 success; 1 an operational error (unreadable input, I/O); 2 bad usage;
+//! 3 invalid rules (`check`, and any command that loads rules); 4 failing rule tests.
+
+mod check;
+mod import;
+mod run;
+mod schema;
+mod simulate;
+mod test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_INVALID_RULES: u8 = 3;
+pub const EXIT_TESTS_FAILED: u8 = 4;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Complex-event processing for biometric and health events"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the rules over events (embedded mode: JSON lines in, alerts and milestones out).
+    Run(run::RunArgs),
+    /// Check rule files and report every problem with file:line:column.
+    Check(check::CheckArgs),
+    /// Run the rule tests (`*.test.toml`) beside the rules.
+    Test(test::TestArgs),
+    /// Write the JSON Schemas of events, outputs and rule files.
+    Schema(schema::SchemaArgs),
+    /// Convert a vendor export into Vigil events (JSON lines).
+    Import(import::ImportArgs),
+    /// Generate realistic synthetic users' events (JSON lines).
+    Simulate(simulate::SimulateArgs),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Test(args) => test::run(args),
+        Command::Schema(args) => schema::run(args),
+        Command::Import(args) => import::run(args),
+        Command::Simulate(args) => simulate::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// Rule paths given on the command line, or `rules/` by default.
+fn rule_paths(paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    if paths.is_empty() {
+        vec![PathBuf::from("rules")]
+    } else {
+        paths
+    }
+}
+
+/// True when stderr is a terminal, for coloured diagnostics.
+fn color() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}

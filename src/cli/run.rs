@@ -1,0 +1,101 @@
+//! `vigil run`: the main job in the embedded mode.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::engine::{Engine, EngineConfig};
+use crate::event::{Decoder, DEFAULT_MAX_LINE_BYTES};
+use crate::io::pipeline::{self, Sinks};
+use crate::rules::duration::parse_duration;
+use crate::rules::load_rules;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Rule files or directories.
+    #[arg(long, default_value = "rules")]
+    rules: Vec<PathBuf>,
+    /// Events as JSON lines; `-` for stdin.
+    #[arg(long, default_value = "-")]
+    input: String,
+    /// Where alerts and milestones go, as JSON lines; `-` for stdout.
+    #[arg(long, default_value = "-")]
+    output: String,
+    /// Where rejected input lines go, with their reason.
+    #[arg(long, default_value = "dead-letter.jsonl")]
+    dead_letter: PathBuf,
+    /// Where events too late for their user's event time go.
+    #[arg(long, default_value = "late-events.jsonl")]
+    late: PathBuf,
+    /// How far behind its user's event time an event may be and still count, e.g. "1h".
+    #[arg(long, default_value = "1h")]
+    allowed_lateness: String,
+    /// Longest accepted input line, in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES)]
+    max_line_bytes: usize,
+}
+
+fn create(path: &PathBuf) -> anyhow::Result<BufWriter<File>> {
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(BufWriter::new(file))
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let rules = match load_rules(&args.rules) {
+        Ok(set) => Arc::new(set),
+        Err(failure) => {
+            eprint!("{}", failure.render(super::color()));
+            return Ok(super::EXIT_INVALID_RULES);
+        }
+    };
+    let lateness = parse_duration(&args.allowed_lateness)
+        .map_err(|e| anyhow::anyhow!("--allowed-lateness: {e}"))?;
+    let mut engine = Engine::new(
+        rules,
+        EngineConfig {
+            allowed_lateness_ms: lateness,
+        },
+    );
+    let decoder = Decoder::with_max_line_bytes(args.max_line_bytes);
+    let mut dead = create(&args.dead_letter)?;
+    let mut late = create(&args.late)?;
+    let stdout = io::stdout();
+    let mut outputs: Box<dyn Write> = if args.output == "-" {
+        Box::new(BufWriter::new(stdout.lock()))
+    } else {
+        Box::new(create(&PathBuf::from(&args.output))?)
+    };
+    let mut sinks = Sinks {
+        outputs: &mut outputs,
+        dead_letters: &mut dead,
+        late: &mut late,
+    };
+    let summary = if args.input == "-" {
+        pipeline::run(
+            &mut engine,
+            &decoder,
+            io::stdin().lock(),
+            args.max_line_bytes,
+            "stdin",
+            &mut sinks,
+        )
+    } else {
+        let file =
+            File::open(&args.input).with_context(|| format!("cannot open {}", args.input))?;
+        pipeline::run(
+            &mut engine,
+            &decoder,
+            BufReader::new(file),
+            args.max_line_bytes,
+            &args.input,
+            &mut sinks,
+        )
+    }
+    .context("while running")?;
+    eprintln!("{summary}");
+    Ok(0)
+}

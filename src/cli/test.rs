@@ -1,0 +1,51 @@
+//! `vigil test`: run the rule tests beside the rules.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+
+use crate::rules::{find_test_files, load_rules};
+use crate::testing::run_test_file;
+
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    /// Rule directories (rules and their `*.test.toml` files; default: rules/).
+    paths: Vec<PathBuf>,
+}
+
+pub fn run(args: TestArgs) -> anyhow::Result<u8> {
+    let paths = super::rule_paths(args.paths);
+    let rules = match load_rules(&paths) {
+        Ok(set) => Arc::new(set),
+        Err(failure) => {
+            eprint!("{}", failure.render(super::color()));
+            return Ok(super::EXIT_INVALID_RULES);
+        }
+    };
+    let files = find_test_files(&paths).map_err(|d| anyhow::anyhow!("{d}"))?;
+    let (mut passed, mut failed) = (0, 0);
+    for file in &files {
+        for result in run_test_file(file, &rules) {
+            match &result.failure {
+                None => {
+                    passed += 1;
+                    println!("✓ {}: {}", file.display(), result.name);
+                }
+                Some(failure) => {
+                    failed += 1;
+                    println!("✗ {}: {}", file.display(), result.name);
+                    for line in failure.lines() {
+                        println!("    {line}");
+                    }
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed, in {} files", files.len());
+    Ok(if failed == 0 && passed > 0 {
+        0
+    } else {
+        super::EXIT_TESTS_FAILED
+    })
+}

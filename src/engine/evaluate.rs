@@ -1,0 +1,760 @@
+//! Evaluating one rule for one key at one event: statistics, bindings, conditions, streaks,
+//! cooldowns, `[after]` arming, sequences, absences, and building the outputs.
+
+use indexmap::IndexMap;
+
+use super::aggregate::Sample;
+use super::output::{
+    output_id, AlertState, OutputData, OutputEvent, ALERT_FIRING_TYPE, ALERT_RESOLVED_TYPE,
+    MILESTONE_TYPE,
+};
+use super::series::SeriesState;
+use super::state::{Armed, Firing, KeyState, PartialMatch, RuleState, Run};
+use super::Counters;
+use crate::event::{day_to_string, Event, EventTime, Value};
+use crate::rules::duration::Extent;
+use crate::rules::expr::{Env, Expr, Slot};
+use crate::rules::{
+    Mode, OutputState, Rule, RuleKind, RuleSet, SeriesDef, Severity, Step, TemplatePart,
+};
+
+/// At most this many partial matches are kept per sequence rule and key; the oldest go first.
+const MAX_PARTIAL_MATCHES: usize = 64;
+
+/// Adds the event's value to a series, if it passes the series' filter.
+pub fn feed_series(
+    def: &SeriesDef,
+    state: &mut SeriesState,
+    event: &Event,
+    clock: i64,
+    lateness_ms: i64,
+) {
+    let env = EventEnv { event };
+    if let Some(filter) = &def.filter {
+        if !filter.holds(&env) {
+            return;
+        }
+    }
+    let value = match &def.of {
+        Some(of) => match of.eval(&env) {
+            Value::Num(v) if v.is_finite() => v,
+            _ => return, // null (missing field) or not a number: no sample
+        },
+        None => 1.0,
+    };
+    state.insert(
+        def,
+        event.time.millis(),
+        event.time.local_day(),
+        value,
+        clock,
+        lateness_ms,
+    );
+}
+
+/// Expression environment that sees only the event's fields.
+struct EventEnv<'a> {
+    event: &'a Event,
+}
+
+impl Env for EventEnv<'_> {
+    fn load(&self, slot: Slot) -> Value<'_> {
+        match slot {
+            Slot::Field(i) => self.event.data.field(i),
+            Slot::Night => Value::Num(f64::from(self.event.time.local_day())),
+            _ => Value::Null,
+        }
+    }
+}
+
+/// A binding's value, owned so later bindings can read it.
+#[derive(Clone, Debug)]
+enum Owned {
+    Null,
+    Num(f64),
+    Bool(bool),
+    Str(String),
+}
+
+impl Owned {
+    fn from_value(v: Value<'_>) -> Owned {
+        match v {
+            Value::Null => Owned::Null,
+            Value::Num(n) => Owned::Num(n),
+            Value::Bool(b) => Owned::Bool(b),
+            Value::Str(s) => Owned::Str(s.to_string()),
+        }
+    }
+
+    fn value(&self) -> Value<'_> {
+        match self {
+            Owned::Null => Value::Null,
+            Owned::Num(n) => Value::Num(*n),
+            Owned::Bool(b) => Value::Bool(*b),
+            Owned::Str(s) => Value::Str(s),
+        }
+    }
+}
+
+/// Environment of a rule's conditions.
+struct RuleEnv<'a> {
+    event: &'a Event,
+    stats: &'a [Value<'static>],
+    lets: &'a [Owned],
+}
+
+impl Env for RuleEnv<'_> {
+    fn load(&self, slot: Slot) -> Value<'_> {
+        match slot {
+            Slot::Field(i) => self.event.data.field(i),
+            Slot::Stat(i) => self.stats.get(i).copied().unwrap_or(Value::Null),
+            Slot::Let(i) => self.lets.get(i).map_or(Value::Null, Owned::value),
+            Slot::Night => Value::Num(f64::from(self.event.time.local_day())),
+        }
+    }
+}
+
+/// The evaluated statistics and bindings of one rule at one event.
+struct Evaluation {
+    stats: Vec<Value<'static>>,
+    counts: Vec<usize>,
+    lets: Vec<Owned>,
+}
+
+/// Everything an output needs besides the rule.
+struct Decision<'a> {
+    state: Option<AlertState>,
+    severity: Severity,
+    time: EventTime,
+    night: Option<i32>,
+    occasion: String,
+    ids: Vec<String>,
+    firing_id: Option<String>,
+    eval: Option<&'a Evaluation>,
+    event: Option<&'a Event>,
+}
+
+pub struct Context<'a> {
+    pub rules: &'a RuleSet,
+    pub dependents: &'a [Vec<usize>],
+    pub counters: &'a mut Counters,
+    /// Timers to queue: (deadline, key, rule).
+    pub timers: Vec<(i64, String, usize)>,
+}
+
+impl Context<'_> {
+    pub fn evaluate_rule(
+        &mut self,
+        r: usize,
+        key: &str,
+        state: &mut KeyState,
+        event: &Event,
+        out: &mut Vec<OutputEvent>,
+    ) {
+        let rule = &self.rules.rules[r];
+        match &rule.mode {
+            Mode::Condition { .. } => self.condition(r, key, state, event, out),
+            Mode::Absence { .. } => self.absence_event(r, key, state, event, out),
+            Mode::Sequence { .. } => self.sequence(r, key, state, event, out),
+        }
+    }
+
+    fn condition(
+        &mut self,
+        r: usize,
+        key: &str,
+        state: &mut KeyState,
+        event: &Event,
+        out: &mut Vec<OutputEvent>,
+    ) {
+        let rule = &self.rules.rules[r];
+        let Mode::Condition {
+            filter,
+            fire,
+            streak,
+            cooldown,
+            resolve,
+            after,
+            ..
+        } = &rule.mode
+        else {
+            return;
+        };
+        if let Some(filter) = filter {
+            if !filter.holds(&EventEnv { event }) {
+                return;
+            }
+        }
+        let t = event.time.millis();
+        let night = event.time.local_day();
+        if after.is_some() {
+            let Some(armed) = state.rules[r].as_ref().and_then(|s| s.armed) else {
+                return;
+            };
+            let pos = match after.as_ref().map(|a| a.within) {
+                Some(Extent::Nights(_)) => i64::from(night),
+                _ => t,
+            };
+            if pos > armed.until {
+                if let Some(rs) = state.rules[r].as_mut() {
+                    rs.armed = None;
+                }
+                return;
+            }
+            if pos <= armed.at {
+                return;
+            }
+        }
+        let eval = evaluate_stats(rule, state, event);
+        let env = RuleEnv {
+            event,
+            stats: &eval.stats,
+            lets: &eval.lets,
+        };
+        let holds = fire.holds(&env);
+        let rs = state.rules[r].get_or_insert_with(Default::default);
+
+        // Firing alerts with a lifecycle: only the resolve condition matters until resolved.
+        if let Some(firing) = rs.firing.clone() {
+            if resolve.as_ref().is_some_and(|c| c.holds(&env)) {
+                rs.firing = None;
+                let occasion = occasion(rule, night, t);
+                let decision = Decision {
+                    state: Some(AlertState::Resolved),
+                    severity: firing.severity,
+                    time: event.time,
+                    night: rule.nightly.then_some(night),
+                    occasion: format!("{}\u{1f}{occasion}", firing.id),
+                    ids: vec![event.id.clone()],
+                    firing_id: Some(firing.id),
+                    eval: Some(&eval),
+                    event: Some(event),
+                };
+                self.emit(r, key, state, decision, out);
+            }
+            return;
+        }
+
+        let mut ids = vec![event.id.clone()];
+        let fires = match streak {
+            Some(extent) => {
+                let (pos, need, corrections) = match extent {
+                    Extent::Nights(n) => (i64::from(night), *n, true),
+                    _ => {
+                        rs.evaluations += 1;
+                        (
+                            rs.evaluations,
+                            match extent {
+                                Extent::Events(n) => *n,
+                                _ => 1,
+                            },
+                            false,
+                        )
+                    }
+                };
+                match advance_streak(rs, pos, holds, &event.id, need, corrections) {
+                    Some(run_ids) => {
+                        ids = run_ids;
+                        ids.reverse();
+                        true
+                    }
+                    None => false,
+                }
+            }
+            None => holds,
+        };
+        if !fires {
+            return;
+        }
+        if let (Some(cooldown), Some(last)) = (cooldown, rs.last_fire) {
+            let silent = match cooldown {
+                Extent::Nights(n) => i64::from(night) < last + i64::from(*n),
+                Extent::Time(ms) => t < last + ms,
+                Extent::Events(_) => false,
+            };
+            if silent {
+                return;
+            }
+        }
+        rs.last_fire = Some(match cooldown {
+            Some(Extent::Nights(_)) => i64::from(night),
+            _ => t,
+        });
+        let severity = rule
+            .tiers
+            .iter()
+            .find(|(_, c)| c.holds(&env))
+            .map_or(rule.severity, |(s, _)| *s);
+        let alert_state = (rule.kind == RuleKind::Alert).then_some(AlertState::Firing);
+        let decision = Decision {
+            state: alert_state,
+            severity,
+            time: event.time,
+            night: rule.nightly.then_some(night),
+            occasion: occasion(rule, night, t),
+            ids,
+            firing_id: None,
+            eval: Some(&eval),
+            event: Some(event),
+        };
+        let id = self.emit(r, key, state, decision, out);
+        if let (Some(id), Some(rs)) = (id, state.rules[r].as_mut()) {
+            if resolve.is_some() {
+                rs.firing = Some(Firing { id, severity });
+            }
+            if after.is_some() {
+                rs.armed = None;
+            }
+        }
+    }
+
+    fn absence_event(
+        &mut self,
+        r: usize,
+        key: &str,
+        state: &mut KeyState,
+        event: &Event,
+        out: &mut Vec<OutputEvent>,
+    ) {
+        let rule = &self.rules.rules[r];
+        let Mode::Absence {
+            of,
+            timeout_ms,
+            start,
+            ..
+        } = &rule.mode
+        else {
+            return;
+        };
+        let t = event.time.millis();
+        let watched = of.is_none_or(|ty| ty == event.event_type());
+        let starts = start.as_ref().is_some_and(|s| step_matches(s, event));
+        let rs = state.rules[r].get_or_insert_with(Default::default);
+        if watched {
+            if let Some(firing) = rs.firing.take() {
+                let decision = Decision {
+                    state: Some(AlertState::Resolved),
+                    severity: firing.severity,
+                    time: event.time,
+                    night: None,
+                    occasion: format!("{}\u{1f}{t}", firing.id),
+                    ids: vec![event.id.clone()],
+                    firing_id: Some(firing.id),
+                    eval: None,
+                    event: Some(event),
+                };
+                self.emit(r, key, state, decision, out);
+            }
+        }
+        let Some(rs) = state.rules[r].as_mut() else {
+            return;
+        };
+        let new_deadline = if start.is_some() {
+            if watched {
+                rs.deadline = None;
+                rs.deadline_cause = None;
+            }
+            (starts && rs.deadline.is_none()).then_some(t + timeout_ms)
+        } else if watched {
+            Some(t + timeout_ms).filter(|d| rs.deadline.is_none_or(|old| *d > old))
+        } else {
+            None
+        };
+        if let Some(deadline) = new_deadline {
+            rs.deadline = Some(deadline);
+            rs.deadline_cause = Some(event.id.clone());
+            if rs.queued.is_none() {
+                rs.queued = Some(deadline);
+                self.timers.push((deadline, key.to_string(), r));
+            }
+        }
+    }
+
+    /// A queued timer came due: fire the absence if its deadline still stands, or re-queue.
+    pub fn expire_absence(
+        &mut self,
+        r: usize,
+        key: &str,
+        state: &mut KeyState,
+        due: i64,
+        out: &mut Vec<OutputEvent>,
+    ) {
+        let rule = &self.rules.rules[r];
+        let offset = state.offset_seconds;
+        let Some(rs) = state.rules[r].as_mut() else {
+            return;
+        };
+        rs.queued = None;
+        let Some(deadline) = rs.deadline else { return };
+        if deadline > due {
+            rs.queued = Some(deadline);
+            self.timers.push((deadline, key.to_string(), r));
+            return;
+        }
+        rs.deadline = None;
+        let cause = rs.deadline_cause.take();
+        if rs.firing.is_some() {
+            return;
+        }
+        let time = chrono::FixedOffset::east_opt(offset).and_then(|o| {
+            chrono::DateTime::from_timestamp_millis(deadline)
+                .map(|d| EventTime(d.with_timezone(&o)))
+        });
+        let Some(time) = time else { return };
+        let severity = rule.severity;
+        let decision = Decision {
+            state: (rule.kind == RuleKind::Alert).then_some(AlertState::Firing),
+            severity,
+            time,
+            night: None,
+            occasion: deadline.to_string(),
+            ids: cause.into_iter().collect(),
+            firing_id: None,
+            eval: None,
+            event: None,
+        };
+        let id = self.emit(r, key, state, decision, out);
+        if let (Some(id), Some(rs), Mode::Absence { resolves: true, .. }) =
+            (id, state.rules[r].as_mut(), &rule.mode)
+        {
+            rs.firing = Some(Firing { id, severity });
+        }
+    }
+
+    fn sequence(
+        &mut self,
+        r: usize,
+        key: &str,
+        state: &mut KeyState,
+        event: &Event,
+        out: &mut Vec<OutputEvent>,
+    ) {
+        let rule = &self.rules.rules[r];
+        let Mode::Sequence {
+            steps,
+            within_ms,
+            strict,
+        } = &rule.mode
+        else {
+            return;
+        };
+        let t = event.time.millis();
+        let rs = state.rules[r].get_or_insert_with(Default::default);
+        rs.partials.retain(|p| t - p.started <= *within_ms);
+        let mut completed: Option<Vec<String>> = None;
+        let mut kept = Vec::with_capacity(rs.partials.len() + 1);
+        for mut p in std::mem::take(&mut rs.partials) {
+            if steps
+                .get(p.next_step)
+                .is_some_and(|s| step_matches(s, event))
+            {
+                p.next_step += 1;
+                p.ids.push(event.id.clone());
+                if p.next_step == steps.len() {
+                    completed.get_or_insert(p.ids);
+                    continue;
+                }
+                kept.push(p);
+            } else if !strict {
+                kept.push(p);
+            }
+        }
+        if completed.is_some() {
+            // Skip past the last event: a completed match discards the partial ones.
+            kept.clear();
+        } else if steps.first().is_some_and(|s| step_matches(s, event)) {
+            kept.push(PartialMatch {
+                next_step: 1,
+                started: t,
+                ids: vec![event.id.clone()],
+            });
+            if kept.len() > MAX_PARTIAL_MATCHES {
+                kept.remove(0);
+            }
+        }
+        rs.partials = kept;
+        if let Some(mut ids) = completed {
+            ids.reverse();
+            let decision = Decision {
+                state: (rule.kind == RuleKind::Alert).then_some(AlertState::Firing),
+                severity: rule.severity,
+                time: event.time,
+                night: None,
+                occasion: t.to_string(),
+                ids,
+                firing_id: None,
+                eval: None,
+                event: Some(event),
+            };
+            self.emit(r, key, state, decision, out);
+        }
+    }
+
+    /// Builds and appends an output (unless it repeats the rule's previous one), counts it,
+    /// and arms the rules that follow this one. Returns the output's id.
+    fn emit(
+        &mut self,
+        r: usize,
+        key: &str,
+        state: &mut KeyState,
+        d: Decision<'_>,
+        out: &mut Vec<OutputEvent>,
+    ) -> Option<String> {
+        let rule = &self.rules.rules[r];
+        let state_name = match (rule.kind, d.state) {
+            (RuleKind::Milestone, _) => "milestone",
+            (_, Some(AlertState::Resolved)) => "resolved",
+            _ => "firing",
+        };
+        let subject = key.rsplit('\u{1f}').next().unwrap_or(key).to_string();
+        let id = output_id(&rule.id, rule.version, key, state_name, &d.occasion);
+        let rs = state.rules[r].get_or_insert_with(Default::default);
+        if rs.last_output_id.as_deref() == Some(id.as_str()) {
+            return None;
+        }
+        rs.last_output_id = Some(id.clone());
+        let (stats, samples) = d.eval.map(|e| provenance(rule, e)).unwrap_or_default();
+        let message = render_message(rule, d.eval, d.event, d.night);
+        let event_type = match (rule.kind, d.state) {
+            (RuleKind::Milestone, _) => MILESTONE_TYPE,
+            (_, Some(AlertState::Resolved)) => ALERT_RESOLVED_TYPE,
+            _ => ALERT_FIRING_TYPE,
+        };
+        match state_name {
+            "milestone" => self.counters.milestones += 1,
+            "resolved" => self.counters.alerts_resolved += 1,
+            _ => self.counters.alerts_firing += 1,
+        }
+        out.push(OutputEvent {
+            specversion: "1.0".into(),
+            id: id.clone(),
+            source: format!("vigil/rules/{}", rule.id),
+            event_type: event_type.into(),
+            subject,
+            time: d.time,
+            datacontenttype: "application/json".into(),
+            data: OutputData {
+                rule_id: rule.id.clone(),
+                rule_version: rule.version,
+                kind: rule.kind,
+                state: d.state,
+                severity: d.severity,
+                night: d.night.map(day_to_string),
+                message,
+                stats,
+                samples,
+                input_event_ids: d.ids,
+                firing_id: d.firing_id,
+            },
+        });
+        let emitted = match state_name {
+            "milestone" => OutputState::Milestone,
+            "resolved" => OutputState::Resolved,
+            _ => OutputState::Firing,
+        };
+        for &dep in &self.dependents[r] {
+            let Mode::Condition {
+                after: Some(after), ..
+            } = &self.rules.rules[dep].mode
+            else {
+                continue;
+            };
+            if after.state != emitted {
+                continue;
+            }
+            let (at, until) = match after.within {
+                Extent::Nights(n) => {
+                    let night = d.night.unwrap_or_else(|| d.time.local_day());
+                    (i64::from(night), i64::from(night) + i64::from(n))
+                }
+                Extent::Time(ms) => (d.time.millis(), d.time.millis() + ms),
+                Extent::Events(_) => continue,
+            };
+            let ds = state.rules[dep].get_or_insert_with(Default::default);
+            ds.armed = Some(Armed { at, until });
+            ds.streak = Default::default();
+        }
+        Some(id)
+    }
+}
+
+fn step_matches(step: &Step, event: &Event) -> bool {
+    step.on == event.event_type()
+        && step
+            .filter
+            .as_ref()
+            .is_none_or(|f| f.holds(&EventEnv { event }))
+}
+
+fn occasion(rule: &Rule, night: i32, t: i64) -> String {
+    if rule.nightly {
+        day_to_string(night)
+    } else {
+        t.to_string()
+    }
+}
+
+fn evaluate_stats(rule: &Rule, state: &mut KeyState, event: &Event) -> Evaluation {
+    let t = event.time.millis();
+    let night = event.time.local_day();
+    let mut scratch: Vec<Sample> = Vec::new();
+    let mut stats = Vec::with_capacity(rule.stats.len());
+    let mut counts = Vec::with_capacity(rule.stats.len());
+    for stat in &rule.stats {
+        let (value, n) = match state.series.get_mut(stat.series).and_then(Option::as_mut) {
+            Some(series) => series.stat(stat, t, night, &mut scratch),
+            None => {
+                // No sample yet: only a count over an empty window is defined.
+                let v = if stat.min_samples == 0 {
+                    super::aggregate::naive(&stat.agg, &[], t)
+                } else {
+                    None
+                };
+                (v.map_or(Value::Null, Value::Num), 0)
+            }
+        };
+        stats.push(value);
+        counts.push(n);
+    }
+    let mut lets: Vec<Owned> = Vec::with_capacity(rule.lets.len());
+    for (_, expr) in &rule.lets {
+        let value = {
+            let env = RuleEnv {
+                event,
+                stats: &stats,
+                lets: &lets,
+            };
+            Owned::from_value(expr.eval(&env))
+        };
+        lets.push(value);
+    }
+    Evaluation {
+        stats,
+        counts,
+        lets,
+    }
+}
+
+/// Advances a streak with this evaluation; returns the run's event ids (newest first) when
+/// the run reaches `need` for the first time.
+fn advance_streak(
+    rs: &mut RuleState,
+    pos: i64,
+    holds: bool,
+    id: &str,
+    need: u32,
+    corrections: bool,
+) -> Option<Vec<String>> {
+    let streak = &mut rs.streak;
+    match streak.last_pos {
+        Some(last) if corrections && pos == last => {
+            // A correction of the latest night: re-apply it to the run as it was before.
+            streak.run = streak.before_last.clone();
+        }
+        Some(last) if pos < last => return None, // an older night does not rewrite runs
+        _ => {
+            if corrections {
+                streak.before_last = streak.run.clone();
+            }
+            streak.last_pos = Some(pos);
+        }
+    }
+    if !holds {
+        streak.run = None;
+        return None;
+    }
+    let run = match streak.run.take() {
+        Some(mut run) if run.last == pos - 1 => {
+            run.last = pos;
+            if run.ids.len() >= need as usize {
+                run.ids.remove(0);
+            }
+            run.ids.push(id.to_string());
+            run
+        }
+        _ => Run {
+            start: pos,
+            last: pos,
+            fired: false,
+            ids: vec![id.to_string()],
+        },
+    };
+    let reached = run.last - run.start + 1 >= i64::from(need);
+    let fire = reached && !run.fired;
+    let mut run = run;
+    if fire {
+        run.fired = true;
+    }
+    let ids = fire.then(|| run.ids.iter().rev().cloned().collect());
+    streak.run = Some(run);
+    ids
+}
+
+fn provenance(
+    rule: &Rule,
+    eval: &Evaluation,
+) -> (IndexMap<String, Option<f64>>, IndexMap<String, u64>) {
+    let mut stats = IndexMap::new();
+    let mut samples = IndexMap::new();
+    for (i, stat) in rule.stats.iter().enumerate() {
+        stats.insert(stat.name.clone(), eval.stats[i].as_num());
+        samples.insert(stat.name.clone(), eval.counts[i] as u64);
+    }
+    for (i, (name, _)) in rule.lets.iter().enumerate() {
+        if let Some(Owned::Num(n)) = eval.lets.get(i) {
+            stats.insert(name.clone(), Some(*n));
+        } else if let Some(Owned::Null) = eval.lets.get(i) {
+            stats.insert(name.clone(), None);
+        }
+    }
+    (stats, samples)
+}
+
+fn render_message(
+    rule: &Rule,
+    eval: Option<&Evaluation>,
+    event: Option<&Event>,
+    night: Option<i32>,
+) -> Option<String> {
+    if rule.message.is_empty() {
+        return rule.description.clone();
+    }
+    let mut text = String::new();
+    for part in &rule.message {
+        match part {
+            TemplatePart::Text(s) => text.push_str(s),
+            TemplatePart::Night => text.push_str(
+                &night
+                    .or(event.map(|e| e.time.local_day()))
+                    .map_or("?".into(), day_to_string),
+            ),
+            TemplatePart::Value { expr, decimals } => {
+                let rendered = match (eval, event) {
+                    (Some(eval), Some(event)) => {
+                        let env = RuleEnv {
+                            event,
+                            stats: &eval.stats,
+                            lets: &eval.lets,
+                        };
+                        format_value(expr, &env, *decimals)
+                    }
+                    _ => "?".into(),
+                };
+                text.push_str(&rendered);
+            }
+        }
+    }
+    Some(text)
+}
+
+fn format_value(expr: &Expr, env: &dyn Env, decimals: Option<usize>) -> String {
+    match expr.eval(env) {
+        Value::Num(n) => match decimals {
+            Some(d) => format!("{n:.d$}"),
+            None => format!("{n}"),
+        },
+        Value::Bool(b) => b.to_string(),
+        Value::Str(s) => s.to_string(),
+        Value::Null => "n/a".into(),
+    }
+}

@@ -1,0 +1,276 @@
+//! The engine: per-key event time, series, rule evaluation, timers and outputs.
+//!
+//! Deterministic and free of I/O: the same events in the same order give the same outputs,
+//! whatever edge feeds them (file, Kafka, rule tests, backtests). Time comes only from
+//! events: each key (user) has its own event time, and timers run on the global clock (the
+//! latest event time seen from anyone), so a replay behaves like live operation.
+
+pub mod aggregate;
+mod evaluate;
+pub mod output;
+mod series;
+mod state;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use crate::event::{Event, EventType};
+use crate::rules::{KeySpec, Mode, RuleSet};
+pub use output::{AlertState, OutputData, OutputEvent};
+use state::KeyState;
+
+/// Engine settings that are not part of any rule.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// How far behind its key's event time an event may arrive and still be processed (ms).
+    /// Later events go to the late output.
+    pub allowed_lateness_ms: i64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            allowed_lateness_ms: 3_600_000,
+        }
+    }
+}
+
+/// What happened to an input event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    Processed,
+    /// Older than its key's event time minus the allowed lateness; not processed.
+    Late,
+}
+
+/// Running totals, for the end-of-run summary and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub events: u64,
+    pub late: u64,
+    pub alerts_firing: u64,
+    pub alerts_resolved: u64,
+    pub milestones: u64,
+}
+
+impl Counters {
+    pub fn alerts(&self) -> u64 {
+        self.alerts_firing + self.alerts_resolved
+    }
+}
+
+/// A queued absence timer: at `deadline`, check rule `rule` for `key`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Timer {
+    deadline: i64,
+    key: String,
+    rule: usize,
+}
+
+/// The CEP engine.
+pub struct Engine {
+    rules: Arc<RuleSet>,
+    config: EngineConfig,
+    keys: HashMap<String, KeyState>,
+    global_clock: i64,
+    timers: BinaryHeap<Reverse<Timer>>,
+    counters: Counters,
+    /// For each event type (by position in `EventType::ALL`): series it feeds, rules it triggers.
+    series_by_type: Vec<Vec<usize>>,
+    rules_by_type: Vec<Vec<usize>>,
+    /// For each rule, the rules with an `[after]` on it.
+    dependents: Vec<Vec<usize>>,
+}
+
+fn type_slot(ty: EventType) -> usize {
+    EventType::ALL.iter().position(|t| *t == ty).unwrap_or(0)
+}
+
+impl Engine {
+    pub fn new(rules: Arc<RuleSet>, config: EngineConfig) -> Self {
+        let mut series_by_type = vec![Vec::new(); EventType::ALL.len()];
+        for (i, s) in rules.series.iter().enumerate() {
+            series_by_type[type_slot(s.from)].push(i);
+        }
+        let mut rules_by_type = vec![Vec::new(); EventType::ALL.len()];
+        let mut dependents = vec![Vec::new(); rules.rules.len()];
+        for (i, r) in rules.rules.iter().enumerate() {
+            for ty in r.trigger_types() {
+                rules_by_type[type_slot(ty)].push(i);
+            }
+            if let Mode::Condition {
+                after: Some(after), ..
+            } = &r.mode
+            {
+                dependents[after.rule].push(i);
+            }
+        }
+        Engine {
+            rules,
+            config,
+            keys: HashMap::new(),
+            global_clock: i64::MIN,
+            timers: BinaryHeap::new(),
+            counters: Counters::default(),
+            series_by_type,
+            rules_by_type,
+            dependents,
+        }
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The latest event time seen from any key (ms), which drives timers.
+    pub fn global_clock(&self) -> i64 {
+        self.global_clock
+    }
+
+    /// The event time of a user (ms), if the engine has seen them.
+    pub fn user_clock(&self, user: &str) -> Option<i64> {
+        self.keys.get(user).map(|k| k.clock)
+    }
+
+    /// Number of keys with state.
+    pub fn keys_in_state(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Approximate bytes of state held for all keys, timers included.
+    pub fn state_bytes(&self) -> usize {
+        self.keys
+            .iter()
+            .map(|(k, s)| k.capacity() + s.bytes() + std::mem::size_of::<(String, KeyState)>())
+            .sum::<usize>()
+            + self.timers.len() * std::mem::size_of::<Timer>()
+    }
+
+    /// Processes one event: outputs are appended to `out`, in a deterministic order.
+    pub fn process(&mut self, event: &Event, out: &mut Vec<OutputEvent>) -> Disposition {
+        let t = event.time.millis();
+        if let Some(user) = self.keys.get(&event.user_id) {
+            if t < user.clock.saturating_sub(self.config.allowed_lateness_ms) {
+                self.counters.late += 1;
+                return Disposition::Late;
+            }
+        }
+        self.counters.events += 1;
+        if t > self.global_clock {
+            self.global_clock = t;
+            self.fire_timers(out);
+        }
+        let rules = Arc::clone(&self.rules);
+        let slot = type_slot(event.event_type());
+
+        // Keys this event belongs to: the user, plus any other key attribute a rule uses.
+        let mut keys: Vec<(KeySpec, String)> = vec![(KeySpec::UserId, event.user_id.clone())];
+        for &r in &self.rules_by_type[slot] {
+            if let KeySpec::Attribute(attr) = &rules.rules[r].key {
+                if let Some(value) = event.attribute(attr) {
+                    let spec = KeySpec::Attribute(attr.clone());
+                    if !keys.iter().any(|(s, _)| *s == spec) {
+                        keys.push((spec, format!("{attr}\u{1f}{value}")));
+                    }
+                }
+            }
+        }
+        for (spec, key) in &keys {
+            let state = self
+                .keys
+                .entry(key.clone())
+                .or_insert_with(|| KeyState::new(rules.series.len(), rules.rules.len()));
+            if t >= state.clock {
+                state.clock = t;
+                state.offset_seconds = event.time.offset_seconds();
+            }
+            for &s in &self.series_by_type[slot] {
+                let def = &rules.series[s];
+                if def.key == *spec {
+                    evaluate::feed_series(
+                        def,
+                        state.series[s].get_or_insert_with(|| series::SeriesState::new(def)),
+                        event,
+                        state.clock,
+                        self.config.allowed_lateness_ms,
+                    );
+                }
+            }
+        }
+        // Absence rules watch every event of the key, whatever its type.
+        let mut ctx = evaluate::Context {
+            rules: &rules,
+            dependents: &self.dependents,
+            counters: &mut self.counters,
+            timers: Vec::new(),
+        };
+        for (r, rule) in rules.rules.iter().enumerate() {
+            let triggered = match &rule.mode {
+                Mode::Absence { .. } => true,
+                _ => self.rules_by_type[slot].contains(&r),
+            };
+            if !triggered {
+                continue;
+            }
+            let Some((_, key)) = keys.iter().find(|(spec, _)| *spec == rule.key) else {
+                continue;
+            };
+            let Some(state) = self.keys.get_mut(key) else {
+                continue;
+            };
+            ctx.evaluate_rule(r, key, state, event, out);
+        }
+        for (deadline, key, rule) in std::mem::take(&mut ctx.timers) {
+            self.timers.push(Reverse(Timer {
+                deadline,
+                key,
+                rule,
+            }));
+        }
+        Disposition::Processed
+    }
+
+    /// Fires absence timers whose deadline the global clock has reached.
+    fn fire_timers(&mut self, out: &mut Vec<OutputEvent>) {
+        let rules = Arc::clone(&self.rules);
+        while let Some(Reverse(timer)) = self.timers.peek() {
+            if timer.deadline > self.global_clock {
+                break;
+            }
+            let Some(Reverse(timer)) = self.timers.pop() else {
+                break;
+            };
+            let Some(state) = self.keys.get_mut(&timer.key) else {
+                continue;
+            };
+            let mut ctx = evaluate::Context {
+                rules: &rules,
+                dependents: &self.dependents,
+                counters: &mut self.counters,
+                timers: Vec::new(),
+            };
+            ctx.expire_absence(timer.rule, &timer.key, state, timer.deadline, out);
+            for (deadline, key, rule) in ctx.timers {
+                self.timers.push(Reverse(Timer {
+                    deadline,
+                    key,
+                    rule,
+                }));
+            }
+        }
+    }
+
+    /// Advances the global clock without an event (e.g. from a wall clock in live mode) and
+    /// fires the timers it reaches.
+    pub fn advance_clock(&mut self, now_ms: i64, out: &mut Vec<OutputEvent>) {
+        if now_ms > self.global_clock {
+            self.global_clock = now_ms;
+            self.fire_timers(out);
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! JSON Schemas (draft 2020-12) of input events, built from the Rust types.
+
+use serde_json::{json, Map, Value as Json};
+
+use super::EventType;
+
+const DRAFT: &str = "https://json-schema.org/draft/2020-12/schema";
+
+/// The schema of a bare event of one type: the envelope with its typed `data`.
+pub fn event_envelope_schema(ty: EventType) -> Json {
+    let mut data = serde_json::to_value(ty.data_schema()).unwrap_or(Json::Null);
+    // schemars puts shared definitions at the payload's root; hoist them to the envelope's
+    // root so their `#/$defs/…` references still resolve once the payload is nested.
+    let defs = data
+        .as_object_mut()
+        .and_then(|o| {
+            o.remove("$schema");
+            o.remove("title");
+            o.remove("$defs")
+        })
+        .unwrap_or_else(|| Json::Object(Map::new()));
+    let mut schema = json!({
+        "$schema": DRAFT,
+        "$id": format!("https://vigil.dev/schemas/events/{}.schema.json", ty.name()),
+        "title": format!("Vigil input event: {}", ty.name()),
+        "description": ty.doc().trim(),
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["id", "user_id", "type", "source", "time", "data"],
+        "properties": {
+            "id": {"type": "string", "minLength": 1, "maxLength": 256,
+                   "description": "Producer-assigned id, unique per source."},
+            "user_id": {"type": "string", "minLength": 1, "maxLength": 256,
+                        "description": "The user the event belongs to (the default rule key)."},
+            "type": {"const": ty.name()},
+            "source": {"type": "string", "minLength": 1, "maxLength": 256,
+                       "description": "Where the event came from, e.g. \"whoop\"."},
+            "time": {"type": "string", "format": "date-time",
+                     "description": "RFC 3339 with UTC offset; for nightly metrics, when the sleep ended."},
+            "data": data,
+        }
+    });
+    if defs.as_object().is_some_and(|d| !d.is_empty()) {
+        schema["$defs"] = defs;
+    }
+    schema
+}
+
+/// One schema accepting any bare input event (a `oneOf` keyed by `type`), for consumers.
+pub fn event_union_schema() -> Json {
+    let variants: Vec<Json> = EventType::ALL
+        .iter()
+        .map(|ty| json!({"$ref": format!("events/{}.schema.json", ty.name())}))
+        .collect();
+    json!({
+        "$schema": DRAFT,
+        "$id": "https://vigil.dev/schemas/event.schema.json",
+        "title": "Vigil input event",
+        "description": "Any bare input event; each type's schema is in events/.",
+        "oneOf": variants,
+    })
+}

@@ -1,0 +1,3 @@
+//! Converters from vendor exports into Vigil events.
+
+pub mod whoop;

@@ -1,0 +1,96 @@
+//! Reading newline-delimited input with a bound on line length.
+
+use std::io::{self, BufRead};
+
+/// One input line: its 1-based number, its bytes (at most the limit), and its full length.
+pub struct Line {
+    pub number: u64,
+    pub bytes: Vec<u8>,
+    pub full_len: usize,
+}
+
+/// Reads lines without ever buffering more than `max_bytes` of one line: a longer line is
+/// consumed to its end and reported with its true length, so one bad producer cannot exhaust
+/// memory.
+pub struct LineReader<R> {
+    inner: R,
+    max_bytes: usize,
+    number: u64,
+}
+
+impl<R: BufRead> LineReader<R> {
+    pub fn new(inner: R, max_bytes: usize) -> Self {
+        LineReader {
+            inner,
+            max_bytes,
+            number: 0,
+        }
+    }
+
+    /// The next non-empty line, or `None` at the end of input.
+    pub fn next_line(&mut self) -> io::Result<Option<Line>> {
+        loop {
+            let mut bytes = Vec::new();
+            let mut full_len = 0usize;
+            let mut saw_any = false;
+            loop {
+                let available = self.inner.fill_buf()?;
+                if available.is_empty() {
+                    break;
+                }
+                saw_any = true;
+                let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
+                    Some(i) => (&available[..i], Some(i + 1)),
+                    None => (available, None),
+                };
+                full_len += chunk.len();
+                let room = (self.max_bytes + 1).saturating_sub(bytes.len());
+                bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                let consumed = done.unwrap_or(available.len());
+                self.inner.consume(consumed);
+                if done.is_some() {
+                    break;
+                }
+            }
+            if !saw_any {
+                return Ok(None);
+            }
+            self.number += 1;
+            if bytes.last() == Some(&b'\r') {
+                bytes.pop();
+                full_len -= 1;
+            }
+            if bytes.iter().all(u8::is_ascii_whitespace) && full_len <= self.max_bytes {
+                continue;
+            }
+            return Ok(Some(Line {
+                number: self.number,
+                bytes,
+                full_len,
+            }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_long_lines_and_skips_blank_ones() {
+        let input = b"{\"a\":1}\n\n  \nxxxxxxxxxxxxxxxxxxxx\r\nlast";
+        let mut reader = LineReader::new(&input[..], 10);
+        let first = reader.next_line().unwrap().unwrap();
+        assert_eq!(
+            (first.number, first.bytes.as_slice()),
+            (1, &b"{\"a\":1}"[..])
+        );
+        let long = reader.next_line().unwrap().unwrap();
+        assert_eq!(long.number, 4);
+        assert_eq!(long.full_len, 20);
+        assert!(long.bytes.len() <= 11);
+        let last = reader.next_line().unwrap().unwrap();
+        assert_eq!(last.bytes, b"last");
+        assert!(reader.next_line().unwrap().is_none());
+    }
+}

@@ -1,0 +1,31 @@
+//! # Vigil
+//!
+//! A stream-processing complex-event-processing engine for biometric and health events:
+//! declarative TOML rules over per-user windows in event time, emitting alerts and milestones
+//! as CloudEvents.
+//!
+//! # Layout
+//!
+//! - [`event`]: the input event model (typed payloads, RFC 3339 times with their offsets),
+//!   decoding and JSON Schema validation of input lines;
+//! - [`rules`]: the rule language — file model, expressions, windows, checking with
+//!   file:line:column diagnostics, loading;
+//! - [`engine`]: the deterministic core — per-user event time, lateness, series and
+//!   incremental aggregates, rule evaluation, streaks, sequences, absence timers, outputs;
+//! - [`io`]: the embedded edges — JSON-lines input, outputs, dead letters, late events;
+//! - [`testing`]: rule tests (`*.test.toml` beside the rules), shared by `vigil test` and
+//!   `cargo test`;
+//! - [`import`]: converters from vendor exports (WHOOP) into Vigil events;
+//! - [`simulate`]: realistic synthetic users for fixtures, demos and benchmarks;
+//! - [`schema`]: the JSON Schemas published in `schemas/`;
+//! - [`cli`]: the `vigil` command.
+
+pub mod cli;
+pub mod engine;
+pub mod event;
+pub mod import;
+pub mod io;
+pub mod rules;
+pub mod schema;
+pub mod simulate;
+pub mod testing;

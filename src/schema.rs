@@ -1,0 +1,61 @@
+//! The JSON Schemas Vigil publishes (draft 2020-12), generated from the Rust types.
+//!
+//! `vigil schema --out schemas` writes them; a test fails when the committed files drift.
+
+use std::path::Path;
+
+use crate::engine::output::output_schema;
+use crate::event::{event_envelope_schema, event_union_schema, EventType};
+use crate::rules::model::RuleFile;
+use crate::rules::RuleKind;
+
+/// Every schema file: (path relative to the schema folder, pretty JSON text).
+pub fn all_schemas() -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
+    for &ty in EventType::ALL {
+        files.push((
+            format!("events/{}.schema.json", ty.name()),
+            pretty(&event_envelope_schema(ty)),
+        ));
+    }
+    files.push(("event.schema.json".into(), pretty(&event_union_schema())));
+    files.push((
+        "alert.schema.json".into(),
+        pretty(&output_schema(RuleKind::Alert)),
+    ));
+    files.push((
+        "milestone.schema.json".into(),
+        pretty(&output_schema(RuleKind::Milestone)),
+    ));
+    let mut rule = serde_json::to_value(schemars::schema_for!(RuleFile)).unwrap_or_default();
+    rule["$id"] = "https://vigil.dev/schemas/rule.schema.json".into();
+    rule["title"] = "Vigil rule file".into();
+    files.push(("rule.schema.json".into(), pretty(&rule)));
+    files
+}
+
+/// Writes every schema under `dir`.
+pub fn write_all(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut written = Vec::new();
+    for (name, text) in all_schemas() {
+        let path = dir.join(&name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, text)?;
+        written.push(name);
+    }
+    Ok(written)
+}
+
+/// Names of schema files under `dir` that differ from the code (missing counts as differing).
+pub fn drifted(dir: &Path) -> Vec<String> {
+    all_schemas()
+        .into_iter()
+        .filter(|(name, text)| {
+            std::fs::read_to_string(dir.join(name)).ok().as_deref() != Some(text.as_str())
+        })
+        .map(|(name, _)| name)
+        .collect()
+}

@@ -1,0 +1,1 @@
+//! Synthetic users (to be written).
