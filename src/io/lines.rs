@@ -33,6 +33,7 @@ impl<R: BufRead> LineReader<R> {
             let mut bytes = Vec::new();
             let mut full_len = 0usize;
             let mut saw_any = false;
+            let mut last_byte = None;
             loop {
                 let available = self.inner.fill_buf()?;
                 if available.is_empty() {
@@ -44,6 +45,9 @@ impl<R: BufRead> LineReader<R> {
                     None => (available, None),
                 };
                 full_len += chunk.len();
+                if let Some(b) = chunk.last() {
+                    last_byte = Some(*b);
+                }
                 let room = (self.max_bytes + 1).saturating_sub(bytes.len());
                 bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
                 let consumed = done.unwrap_or(available.len());
@@ -56,9 +60,11 @@ impl<R: BufRead> LineReader<R> {
                 return Ok(None);
             }
             self.number += 1;
-            if bytes.last() == Some(&b'\r') {
-                bytes.pop();
+            if last_byte == Some(b'\r') {
                 full_len -= 1;
+                if bytes.len() <= full_len + 1 && bytes.last() == Some(&b'\r') {
+                    bytes.pop();
+                }
             }
             if bytes.iter().all(u8::is_ascii_whitespace) && full_len <= self.max_bytes {
                 continue;

@@ -434,7 +434,9 @@ impl Checker<'_> {
                 );
             }
         }
-        let mut nightly = stats.iter().any(|s| s.window.is_calendar())
+        let mut nightly = stats
+            .iter()
+            .any(|s| matches!(s.window, Window::Nights { .. }))
             || matches!(after, Some((_, _, _, Extent::Nights(_))));
 
         let mode = if let Some(fire) = &file.fire {

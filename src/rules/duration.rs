@@ -40,10 +40,12 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
         let Some(&(_, millis)) = UNITS.iter().find(|(u, _)| *u == unit) else {
             let hint = if unit.is_empty() {
                 "a unit is missing".to_string()
+            } else if unit == "M" {
+                "unit `M` is not accepted (units are lower-case, `m` is minutes, and months are \
+                 not a unit)"
+                    .to_string()
             } else if unit.chars().any(|c| c.is_ascii_uppercase()) {
-                format!(
-                    "unit `{unit}` is not accepted (units are lower-case; months are not a unit)"
-                )
+                format!("unit `{unit}` is not accepted (units are lower-case)")
             } else {
                 format!("unit `{unit}` is not known")
             };
