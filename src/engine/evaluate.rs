@@ -646,9 +646,12 @@ fn advance_streak(
     corrections: bool,
 ) -> Option<Vec<String>> {
     let streak = &mut rs.streak;
+    // The start of a run that already fired, so a correction cannot make it fire again.
+    let mut fired_start = None;
     match streak.last_pos {
         Some(last) if corrections && pos == last => {
             // A correction of the latest night: re-apply it to the run as it was before.
+            fired_start = streak.run.as_ref().filter(|r| r.fired).map(|r| r.start);
             streak.run = streak.before_last.clone();
         }
         Some(last) if pos < last => return None, // an older night does not rewrite runs
@@ -680,8 +683,11 @@ fn advance_streak(
         },
     };
     let reached = run.last - run.start + 1 >= i64::from(need);
-    let fire = reached && !run.fired;
     let mut run = run;
+    if fired_start == Some(run.start) {
+        run.fired = true;
+    }
+    let fire = reached && !run.fired;
     if fire {
         run.fired = true;
     }
@@ -756,5 +762,48 @@ fn format_value(expr: &Expr, env: &dyn Env, decimals: Option<usize>) -> String {
         Value::Bool(b) => b.to_string(),
         Value::Str(s) => s.to_string(),
         Value::Null => "n/a".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(rs: &mut RuleState, night: i64, holds: bool) -> Option<Vec<String>> {
+        advance_streak(rs, night, holds, &format!("e{night}-{holds}"), 3, true)
+    }
+
+    #[test]
+    fn streak_fires_once_per_run_and_a_gap_ends_it() {
+        let mut rs = RuleState::default();
+        assert_eq!(step(&mut rs, 1, true), None);
+        assert_eq!(step(&mut rs, 2, true), None);
+        assert_eq!(
+            step(&mut rs, 3, true),
+            Some(vec!["e3-true".into(), "e2-true".into(), "e1-true".into()])
+        );
+        assert_eq!(step(&mut rs, 4, true), None, "once per run");
+        // Night 5 has no data: night 6 starts a new run.
+        assert_eq!(step(&mut rs, 6, true), None);
+        assert_eq!(step(&mut rs, 7, true), None);
+        assert!(step(&mut rs, 8, true).is_some());
+    }
+
+    #[test]
+    fn a_correction_of_the_latest_night_is_reapplied() {
+        let mut rs = RuleState::default();
+        step(&mut rs, 1, true);
+        step(&mut rs, 2, true);
+        assert_eq!(step(&mut rs, 3, false), None);
+        // The second value for night 3 holds: the run is 1, 2, 3 after all.
+        assert!(step(&mut rs, 3, true).is_some());
+        // Correcting it again does not fire twice... and a false correction breaks the run.
+        assert_eq!(step(&mut rs, 3, true), None);
+        assert_eq!(step(&mut rs, 3, false), None);
+        assert_eq!(step(&mut rs, 4, true), None);
+        // An older night cannot rewrite the run.
+        assert_eq!(step(&mut rs, 2, false), None);
+        assert_eq!(step(&mut rs, 5, true), None);
+        assert!(step(&mut rs, 6, true).is_some());
     }
 }

@@ -330,3 +330,146 @@ impl EventStore {
         Some((state.agg.value(start).map_or(Value::Null, Value::Num), n))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::event::EventType;
+    use crate::rules::{KeySpec, SlidingAgg};
+
+    fn sliding_series(aggs: &[AggKind], span_ms: i64) -> SeriesDef {
+        SeriesDef {
+            from: EventType::HeartRate,
+            of: None,
+            filter: None,
+            storage: Storage::AllEvents,
+            key: KeySpec::UserId,
+            keep_days: 0,
+            keep_ms: span_ms,
+            keep_count: 0,
+            sliding: aggs
+                .iter()
+                .map(|a| SlidingAgg {
+                    agg: a.clone(),
+                    span_ms,
+                })
+                .collect(),
+            signature: String::new(),
+        }
+    }
+
+    fn close(a: Value<'_>, b: Value<'_>) -> bool {
+        match (a, b) {
+            (Value::Num(x), Value::Num(y)) => (x - y).abs() <= 1e-9 * (1.0 + x.abs().max(y.abs())),
+            (a, b) => a == b,
+        }
+    }
+
+    proptest! {
+        /// Whatever the arrival order (within the lateness) and evaluation times, a sliding
+        /// statistic equals the aggregate recomputed from the samples in its window.
+        #[test]
+        fn sliding_stats_equal_recomputation(
+            steps in proptest::collection::vec((0i64..90_000, -20_000i64..2_000, 40.0f64..200.0, any::<bool>()), 1..300),
+        ) {
+            let span = 60_000;
+            let lateness = 30_000;
+            let kinds = [AggKind::Min, AggKind::Mean, AggKind::MaxGap, AggKind::Count, AggKind::Percentile(90.0)];
+            let def = sliding_series(&kinds, span);
+            let mut state = SeriesState::new(&def);
+            let mut clock = 0i64;
+            let mut kept: Vec<Sample> = Vec::new();
+            let mut scratch = Vec::new();
+            for (advance, jitter, v, evaluate_now) in steps {
+                clock += advance % 5_000;
+                // Some samples arrive out of order, but never later than the lateness allows.
+                let t = (clock + jitter).max(clock - lateness);
+                state.insert(&def, t, 0, v, clock, lateness);
+                kept.push(Sample { t, v });
+                kept.sort_by_key(|s| s.t);
+                let eval_at = if evaluate_now { clock } else { t };
+                for (slot, kind) in kinds.iter().enumerate() {
+                    let stat = Stat {
+                        name: kind.name(),
+                        series: 0,
+                        agg: kind.clone(),
+                        window: Window::Sliding { span_ms: span },
+                        min_samples: 0,
+                        sliding_slot: Some(slot),
+                    };
+                    let (got, n) = state.stat(&stat, eval_at, 0, &mut scratch);
+                    let window: Vec<Sample> = kept.iter().copied().filter(|s| s.t > eval_at - span && s.t <= eval_at).collect();
+                    let want = naive(kind, &window, eval_at - span).map_or(Value::Null, Value::Num);
+                    prop_assert_eq!(n, window.len(), "{:?} at {}", kind, eval_at);
+                    prop_assert!(close(got, want), "{:?} at {}: {:?} != {:?}", kind, eval_at, got, want);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn night_windows_take_one_value_per_date_and_respect_bounds() {
+        let def = SeriesDef {
+            from: EventType::RestingHeartRate,
+            of: None,
+            filter: None,
+            storage: Storage::PerNight,
+            key: KeySpec::UserId,
+            keep_days: 60,
+            keep_ms: 0,
+            keep_count: 0,
+            sliding: Vec::new(),
+            signature: String::new(),
+        };
+        let mut state = SeriesState::new(&def);
+        for day in 0..100 {
+            state.insert(
+                &def,
+                i64::from(day) * DAY_MS,
+                day,
+                f64::from(day),
+                i64::from(day) * DAY_MS,
+                0,
+            );
+        }
+        // A correction of night 99 replaces its value.
+        state.insert(&def, 99 * DAY_MS + 1, 99, 1000.0, 99 * DAY_MS + 1, 0);
+        let stat = |window, agg| Stat {
+            name: "s".into(),
+            series: 0,
+            agg,
+            window,
+            min_samples: 1,
+            sliding_slot: None,
+        };
+        let mut scratch = Vec::new();
+        let last7 = stat(
+            Window::Nights {
+                count: 7,
+                include_current: true,
+            },
+            AggKind::Count,
+        );
+        assert_eq!(state.stat(&last7, 0, 99, &mut scratch).0, Value::Num(7.0));
+        let prev60 = stat(
+            Window::Nights {
+                count: 60,
+                include_current: false,
+            },
+            AggKind::Min,
+        );
+        assert_eq!(state.stat(&prev60, 0, 99, &mut scratch).0, Value::Num(39.0));
+        let max7 = stat(
+            Window::Nights {
+                count: 7,
+                include_current: true,
+            },
+            AggKind::Max,
+        );
+        assert_eq!(state.stat(&max7, 0, 99, &mut scratch).0, Value::Num(1000.0));
+        // Nights older than the longest window (plus a margin) are gone.
+        assert!(state.bytes() < 100 * 16);
+    }
+}

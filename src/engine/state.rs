@@ -44,11 +44,6 @@ impl KeyState {
                 .map(|r| r.bytes())
                 .sum::<usize>()
     }
-
-    /// True when nothing is kept for any rule or series.
-    pub fn is_empty(&self) -> bool {
-        self.series.iter().all(Option::is_none) && self.rules.iter().all(Option::is_none)
-    }
 }
 
 /// An alert that has fired and not yet resolved.

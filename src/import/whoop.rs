@@ -166,10 +166,14 @@ pub fn import_whoop(reader: impl Read, user_id: &str) -> Result<WhoopImport, Who
         let mut notes = Vec::new();
         match converter.convert(&record, &mut notes) {
             Ok(Some(night)) => match wake_onsets.get(&night.wake_onset) {
-                Some(&first) => notes.push(format!(
-                    "duplicate of line {first} (same wake onset {}); not imported",
-                    night.wake_onset
-                )),
+                Some(&first) => {
+                    // Its values are not imported either way; one reason is enough.
+                    notes.clear();
+                    notes.push(format!(
+                        "duplicate of line {first} (same wake onset {}); not imported",
+                        night.wake_onset
+                    ));
+                }
                 None => {
                     wake_onsets.insert(night.wake_onset, line);
                     import.events.extend(night.events);
@@ -736,7 +740,8 @@ fn parse_offset(text: &str) -> Option<FixedOffset> {
     let digits = &rest[1..];
     let (hours, minutes) = match digits.split_once(':') {
         Some((h, m)) => (h, m),
-        None if digits.len() == 4 => digits.split_at(2),
+        // Checked before splitting: a byte index into non-ASCII text could panic.
+        None if digits.len() == 4 && digits.is_ascii() => digits.split_at(2),
         None => (digits, "0"),
     };
     let all_digits =
@@ -1344,6 +1349,7 @@ mod tests {
         assert_eq!(secs("+02:00"), Some(7200));
         assert_eq!(secs("UTC+3:7:0"), None);
         assert_eq!(secs("UTC 3"), None);
+        assert_eq!(secs("UTC+é12"), None);
         // An empty cell is no timezone, not UTC.
         assert_eq!(secs(""), None);
         let utc = FixedOffset::east_opt(0);
@@ -1394,6 +1400,40 @@ mod tests {
             message.contains("missing_wake_onset.csv: not a WHOOP physiological_cycles export"),
             "{message}"
         );
+    }
+
+    fn cell() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::prop_oneof![
+            "2024-0[1-9]-1[0-9][ T][0-2][0-9]:[0-5][0-9](:[0-5][0-9])?",
+            "UTC[+-][0-2][0-9]:[0-5]0|UTCZ|UTC[+-]é[0-9]",
+            "-?[0-9]{1,4}(\\.[0-9]{1,2})?",
+            "",
+            "[a-z\"é %]{0,4}",
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever rows follow a valid header, the import reports rather than panics, and
+        /// what it emits is within the schemas' ranges and sorted.
+        #[test]
+        fn arbitrary_rows_never_panic(
+            rows in proptest::collection::vec(proptest::collection::vec(cell(), 0..16), 0..8)
+        ) {
+            let body: Vec<String> = rows.iter().map(|r| r.join(",")).collect();
+            let text = format!("{HEADER}\n{}", body.join("\r\n"));
+            if let Ok(import) = import_whoop(text.as_bytes(), "p") {
+                let ranges = Ranges::from_schemas();
+                proptest::prop_assert!(import.events.windows(2).all(|w| w[0].time <= w[1].time));
+                for event in &import.events {
+                    let ty = event.event_type();
+                    for (i, field) in ty.fields().iter().enumerate() {
+                        if let crate::event::Value::Num(n) = event.data.field(i) {
+                            proptest::prop_assert!(ranges.check(ty, field.name, n).is_ok());
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Imports every real export under `$VIGIL_REAL_DATA/whoop` (skipped when it is unset) and

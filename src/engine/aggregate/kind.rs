@@ -118,9 +118,9 @@ fn looks_like_percentile(number: &str) -> bool {
     let int_ok = parts
         .next()
         .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
-    let frac_ok = parts.next().map_or(true, |s| {
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
-    });
+    let frac_ok = parts
+        .next()
+        .is_none_or(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
     int_ok && frac_ok
 }
 

@@ -135,7 +135,7 @@ impl Incremental {
     pub fn push(&mut self, s: Sample) {
         debug_assert!(s.v.is_finite(), "non-finite value {} at t={}", s.v, s.t);
         debug_assert!(
-            self.last_t.map_or(true, |last| s.t >= last),
+            self.last_t.is_none_or(|last| s.t >= last),
             "sample at t={} pushed after t={:?}",
             s.t,
             self.last_t
