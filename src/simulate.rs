@@ -341,7 +341,7 @@ impl UserSim {
         // Fitter people tend to have both higher HRV and lower resting HR.
         let resting_hr = (57.5 - 4.0 * z + normal(&mut rng, 0.0, 4.0)).clamp(45.0, 70.0);
         let sleep_minutes = uniform(&mut rng, 400.0, 460.0);
-        let efficiency = uniform(&mut rng, 84.0, 94.0);
+        let efficiency = uniform(&mut rng, 85.0, 94.0);
         let wake_minutes = uniform(&mut rng, 360.0, 480.0);
         let total: u32 = ZONES.iter().map(|(_, w)| w).sum();
         let mut pick = rng.gen_range(0..total);

@@ -9,7 +9,7 @@ use super::output::{
     MILESTONE_TYPE,
 };
 use super::series::SeriesState;
-use super::state::{Armed, Firing, KeyState, PartialMatch, RuleState, Run};
+use super::state::{Armed, Firing, KeyState, PartialMatch, Streak};
 use super::Counters;
 use crate::event::{day_to_string, Event, EventTime, Value};
 use crate::rules::duration::Extent;
@@ -41,6 +41,14 @@ pub fn feed_series(
             _ => return, // null (missing field) or not a number: no sample
         },
         None => 1.0,
+    };
+    // Night series of a single-field `of` keep the raw field; `of` is applied when read.
+    let value = match def.stored_field {
+        Some(field) => match event.data.field(field) {
+            Value::Num(raw) => raw,
+            _ => return,
+        },
+        None => value,
     };
     state.insert(
         def,
@@ -129,7 +137,7 @@ struct Decision<'a> {
     night: Option<i32>,
     occasion: String,
     ids: Vec<String>,
-    firing_id: Option<String>,
+    firing_id: Option<uuid::Uuid>,
     eval: Option<&'a Evaluation>,
     event: Option<&'a Event>,
 }
@@ -188,7 +196,7 @@ impl Context<'_> {
         let t = event.time.millis();
         let night = event.time.local_day();
         if after.is_some() {
-            let Some(armed) = state.rules[r].as_ref().and_then(|s| s.armed) else {
+            let Some(armed) = state.rules[r].as_ref().and_then(|s| s.armed()) else {
                 return;
             };
             let pos = match after.as_ref().map(|a| a.within) {
@@ -197,7 +205,7 @@ impl Context<'_> {
             };
             if pos > armed.until {
                 if let Some(rs) = state.rules[r].as_mut() {
-                    rs.armed = None;
+                    rs.set_armed(None);
                 }
                 return;
             }
@@ -205,7 +213,7 @@ impl Context<'_> {
                 return;
             }
         }
-        let eval = evaluate_stats(rule, state, event);
+        let eval = evaluate_stats(rule, &self.rules.series, state, event);
         let env = RuleEnv {
             event,
             stats: &eval.stats,
@@ -215,7 +223,7 @@ impl Context<'_> {
         let rs = state.rules[r].get_or_insert_with(Default::default);
 
         // Firing alerts with a lifecycle: only the resolve condition matters until resolved.
-        if let Some(firing) = rs.firing.clone() {
+        if let Some(firing) = rs.firing {
             if resolve.as_ref().is_some_and(|c| c.holds(&env)) {
                 rs.firing = None;
                 let occasion = occasion(rule, night, t);
@@ -235,51 +243,33 @@ impl Context<'_> {
             return;
         }
 
-        let mut ids = vec![event.id.clone()];
+        let ids = vec![event.id.clone()];
         let fires = match streak {
-            Some(extent) => {
-                let (pos, need, corrections) = match extent {
-                    Extent::Nights(n) => (i64::from(night), *n, true),
-                    _ => {
-                        rs.evaluations += 1;
-                        (
-                            rs.evaluations,
-                            match extent {
-                                Extent::Events(n) => *n,
-                                _ => 1,
-                            },
-                            false,
-                        )
-                    }
-                };
-                match advance_streak(rs, pos, holds, &event.id, need, corrections) {
-                    Some(run_ids) => {
-                        ids = run_ids;
-                        ids.reverse();
-                        true
-                    }
-                    None => false,
-                }
+            Some(Extent::Nights(need)) => {
+                advance_streak(&mut rs.streak, i64::from(night), holds, *need)
             }
-            None => holds,
+            Some(Extent::Events(need)) => {
+                let pos = rs.streak.pos.saturating_add(1);
+                advance_streak(&mut rs.streak, pos, holds, *need)
+            }
+            _ => holds,
         };
-        if !fires {
+        let occasion_value = if rule.nightly { i64::from(night) } else { t };
+        if !fires || rs.last_fire == occasion_value {
             return;
         }
-        if let (Some(cooldown), Some(last)) = (cooldown, rs.last_fire) {
+        if rs.last_fire != i64::MIN {
             let silent = match cooldown {
-                Extent::Nights(n) => i64::from(night) < last + i64::from(*n),
-                Extent::Time(ms) => t < last + ms,
-                Extent::Events(_) => false,
+                Some(Extent::Nights(n)) => i64::from(night) < rs.last_fire + i64::from(*n),
+                // The compiler makes nightly rules count cooldowns in nights.
+                Some(Extent::Time(ms)) => t < rs.last_fire.saturating_add(*ms),
+                _ => false,
             };
             if silent {
                 return;
             }
         }
-        rs.last_fire = Some(match cooldown {
-            Some(Extent::Nights(_)) => i64::from(night),
-            _ => t,
-        });
+        rs.last_fire = occasion_value;
         let severity = rule
             .tiers
             .iter()
@@ -303,7 +293,7 @@ impl Context<'_> {
                 rs.firing = Some(Firing { id, severity });
             }
             if after.is_some() {
-                rs.armed = None;
+                rs.set_armed(None);
             }
         }
     }
@@ -327,7 +317,10 @@ impl Context<'_> {
             return;
         };
         let t = event.time.millis();
-        let watched = of.is_none_or(|ty| ty == event.event_type());
+        // Only an event at or after the key's latest time means data resumed: an older one
+        // (late, within the allowed lateness) neither resolves nor restarts the timeout.
+        let newest = t >= state.clock;
+        let watched = newest && of.is_none_or(|ty| ty == event.event_type());
         let starts = start.as_ref().is_some_and(|s| step_matches(s, event));
         let rs = state.rules[r].get_or_insert_with(Default::default);
         if watched {
@@ -349,22 +342,23 @@ impl Context<'_> {
         let Some(rs) = state.rules[r].as_mut() else {
             return;
         };
+        let extra = rs.absence();
         let new_deadline = if start.is_some() {
             if watched {
-                rs.deadline = None;
-                rs.deadline_cause = None;
+                extra.deadline = None;
+                extra.cause = None;
             }
-            (starts && rs.deadline.is_none()).then_some(t + timeout_ms)
+            (starts && extra.deadline.is_none()).then_some(t + timeout_ms)
         } else if watched {
-            Some(t + timeout_ms).filter(|d| rs.deadline.is_none_or(|old| *d > old))
+            Some(t + timeout_ms).filter(|d| extra.deadline.is_none_or(|old| *d > old))
         } else {
             None
         };
         if let Some(deadline) = new_deadline {
-            rs.deadline = Some(deadline);
-            rs.deadline_cause = Some(event.id.clone());
-            if rs.queued.is_none() {
-                rs.queued = Some(deadline);
+            extra.deadline = Some(deadline);
+            extra.cause = Some(event.id.clone());
+            if extra.queued.is_none() {
+                extra.queued = Some(deadline);
                 self.timers.push((deadline, key.to_string(), r));
             }
         }
@@ -384,16 +378,20 @@ impl Context<'_> {
         let Some(rs) = state.rules[r].as_mut() else {
             return;
         };
-        rs.queued = None;
-        let Some(deadline) = rs.deadline else { return };
+        let already_firing = rs.firing.is_some();
+        let extra = rs.absence();
+        extra.queued = None;
+        let Some(deadline) = extra.deadline else {
+            return;
+        };
         if deadline > due {
-            rs.queued = Some(deadline);
+            extra.queued = Some(deadline);
             self.timers.push((deadline, key.to_string(), r));
             return;
         }
-        rs.deadline = None;
-        let cause = rs.deadline_cause.take();
-        if rs.firing.is_some() {
+        extra.deadline = None;
+        let cause = extra.cause.take();
+        if already_firing {
             return;
         }
         let time = chrono::FixedOffset::east_opt(offset).and_then(|o| {
@@ -439,11 +437,13 @@ impl Context<'_> {
             return;
         };
         let t = event.time.millis();
-        let rs = state.rules[r].get_or_insert_with(Default::default);
-        rs.partials.retain(|p| t - p.started <= *within_ms);
+        let partials = state.rules[r]
+            .get_or_insert_with(Default::default)
+            .partials();
+        partials.retain(|p| t - p.started <= *within_ms);
         let mut completed: Option<Vec<String>> = None;
-        let mut kept = Vec::with_capacity(rs.partials.len() + 1);
-        for mut p in std::mem::take(&mut rs.partials) {
+        let mut kept = Vec::with_capacity(partials.len() + 1);
+        for mut p in std::mem::take(partials) {
             if steps
                 .get(p.next_step)
                 .is_some_and(|s| step_matches(s, event))
@@ -472,7 +472,7 @@ impl Context<'_> {
                 kept.remove(0);
             }
         }
-        rs.partials = kept;
+        *partials = kept;
         if let Some(mut ids) = completed {
             ids.reverse();
             let decision = Decision {
@@ -499,7 +499,7 @@ impl Context<'_> {
         state: &mut KeyState,
         d: Decision<'_>,
         out: &mut Vec<OutputEvent>,
-    ) -> Option<String> {
+    ) -> Option<uuid::Uuid> {
         let rule = &self.rules.rules[r];
         let state_name = match (rule.kind, d.state) {
             (RuleKind::Milestone, _) => "milestone",
@@ -508,11 +508,6 @@ impl Context<'_> {
         };
         let subject = key.rsplit('\u{1f}').next().unwrap_or(key).to_string();
         let id = output_id(&rule.id, rule.version, key, state_name, &d.occasion);
-        let rs = state.rules[r].get_or_insert_with(Default::default);
-        if rs.last_output_id.as_deref() == Some(id.as_str()) {
-            return None;
-        }
-        rs.last_output_id = Some(id.clone());
         let (stats, samples) = d.eval.map(|e| provenance(rule, e)).unwrap_or_default();
         let message = render_message(rule, d.eval, d.event, d.night);
         let event_type = match (rule.kind, d.state) {
@@ -527,7 +522,7 @@ impl Context<'_> {
         }
         out.push(OutputEvent {
             specversion: "1.0".into(),
-            id: id.clone(),
+            id: id.to_string(),
             source: format!("vigil/rules/{}", rule.id),
             event_type: event_type.into(),
             subject,
@@ -544,7 +539,7 @@ impl Context<'_> {
                 stats,
                 samples,
                 input_event_ids: d.ids,
-                firing_id: d.firing_id,
+                firing_id: d.firing_id.map(|id| id.to_string()),
             },
         });
         let emitted = match state_name {
@@ -571,7 +566,7 @@ impl Context<'_> {
                 Extent::Events(_) => continue,
             };
             let ds = state.rules[dep].get_or_insert_with(Default::default);
-            ds.armed = Some(Armed { at, until });
+            ds.set_armed(Some(Armed { at, until }));
             ds.streak = Default::default();
         }
         Some(id)
@@ -594,7 +589,12 @@ fn occasion(rule: &Rule, night: i32, t: i64) -> String {
     }
 }
 
-fn evaluate_stats(rule: &Rule, state: &mut KeyState, event: &Event) -> Evaluation {
+fn evaluate_stats(
+    rule: &Rule,
+    series_defs: &[SeriesDef],
+    state: &mut KeyState,
+    event: &Event,
+) -> Evaluation {
     let t = event.time.millis();
     let night = event.time.local_day();
     let mut scratch: Vec<Sample> = Vec::new();
@@ -602,7 +602,7 @@ fn evaluate_stats(rule: &Rule, state: &mut KeyState, event: &Event) -> Evaluatio
     let mut counts = Vec::with_capacity(rule.stats.len());
     for stat in &rule.stats {
         let (value, n) = match state.series.get_mut(stat.series).and_then(Option::as_mut) {
-            Some(series) => series.stat(stat, t, night, &mut scratch),
+            Some(series) => series.stat(&series_defs[stat.series], stat, t, night, &mut scratch),
             None => {
                 // No sample yet: only a count over an empty window is defined.
                 let v = if stat.min_samples == 0 {
@@ -635,65 +635,61 @@ fn evaluate_stats(rule: &Rule, state: &mut KeyState, event: &Event) -> Evaluatio
     }
 }
 
-/// Advances a streak with this evaluation; returns the run's event ids (newest first) when
-/// the run reaches `need` for the first time.
-fn advance_streak(
-    rs: &mut RuleState,
-    pos: i64,
-    holds: bool,
-    id: &str,
-    need: u32,
-    corrections: bool,
-) -> Option<Vec<String>> {
-    let streak = &mut rs.streak;
-    // The start of a run that already fired, so a correction cannot make it fire again.
-    let mut fired_start = None;
-    match streak.last_pos {
-        Some(last) if corrections && pos == last => {
-            // A correction of the latest night: re-apply it to the run as it was before.
-            fired_start = streak.run.as_ref().filter(|r| r.fired).map(|r| r.start);
-            streak.run = streak.before_last.clone();
-        }
-        Some(last) if pos < last => return None, // an older night does not rewrite runs
-        _ => {
-            if corrections {
-                streak.before_last = streak.run.clone();
-            }
-            streak.last_pos = Some(pos);
-        }
+/// Records whether the condition held at `pos` and says whether that completes a run of
+/// `need` consecutive positions that has not fired yet. Positions arrive in any order within
+/// the last 64: a late night or a correction rewrites its bit, and a run that includes a
+/// position of an already fired run never fires again.
+fn advance_streak(streak: &mut Streak, pos: i64, holds: bool, need: u32) -> bool {
+    if streak.held == 0 && streak.fired == 0 {
+        streak.pos = pos;
     }
-    if !holds {
-        streak.run = None;
-        return None;
-    }
-    let run = match streak.run.take() {
-        Some(mut run) if run.last == pos - 1 => {
-            run.last = pos;
-            if run.ids.len() >= need as usize {
-                run.ids.remove(0);
-            }
-            run.ids.push(id.to_string());
-            run
+    if pos > streak.pos {
+        let shift = pos - streak.pos;
+        if shift >= 64 {
+            streak.held = 0;
+            streak.fired = 0;
+        } else {
+            streak.held <<= shift;
+            streak.fired <<= shift;
         }
-        _ => Run {
-            start: pos,
-            last: pos,
-            fired: false,
-            ids: vec![id.to_string()],
-        },
+        streak.pos = pos;
+    }
+    let Ok(offset) = u32::try_from(streak.pos - pos) else {
+        return false;
     };
-    let reached = run.last - run.start + 1 >= i64::from(need);
-    let mut run = run;
-    if fired_start == Some(run.start) {
-        run.fired = true;
+    if offset >= 64 {
+        return false; // older than the bitmap reaches: nothing it could still decide
     }
-    let fire = reached && !run.fired;
-    if fire {
-        run.fired = true;
+    let bit = 1u64 << offset;
+    if !holds {
+        streak.held &= !bit;
+        return false;
     }
-    let ids = fire.then(|| run.ids.iter().rev().cloned().collect());
-    streak.run = Some(run);
-    ids
+    streak.held |= bit;
+    // The maximal run of set bits through `offset`: towards older positions (higher bits) and
+    // newer ones (lower bits).
+    let older = (streak.held >> offset).trailing_ones();
+    let newer = if offset == 0 {
+        0
+    } else {
+        (!(streak.held << (64 - offset))).leading_zeros()
+    };
+    let length = older + newer;
+    let low = offset - newer;
+    let mask = if length >= 64 {
+        u64::MAX
+    } else {
+        ((1u64 << length) - 1) << low
+    };
+    if streak.fired & mask != 0 {
+        streak.fired |= mask; // the run already fired: its new positions belong to it too
+        return false;
+    }
+    if length >= need {
+        streak.fired |= mask;
+        return true;
+    }
+    false
 }
 
 fn provenance(
@@ -769,41 +765,38 @@ fn format_value(expr: &Expr, env: &dyn Env, decimals: Option<usize>) -> String {
 mod tests {
     use super::*;
 
-    fn step(rs: &mut RuleState, night: i64, holds: bool) -> Option<Vec<String>> {
-        advance_streak(rs, night, holds, &format!("e{night}-{holds}"), 3, true)
+    fn step(streak: &mut Streak, night: i64, holds: bool) -> bool {
+        advance_streak(streak, night, holds, 3)
     }
 
     #[test]
     fn streak_fires_once_per_run_and_a_gap_ends_it() {
-        let mut rs = RuleState::default();
-        assert_eq!(step(&mut rs, 1, true), None);
-        assert_eq!(step(&mut rs, 2, true), None);
-        assert_eq!(
-            step(&mut rs, 3, true),
-            Some(vec!["e3-true".into(), "e2-true".into(), "e1-true".into()])
-        );
-        assert_eq!(step(&mut rs, 4, true), None, "once per run");
+        let mut rs = Streak::default();
+        assert!(!step(&mut rs, 1, true));
+        assert!(!step(&mut rs, 2, true));
+        assert!(step(&mut rs, 3, true));
+        assert!(!step(&mut rs, 4, true), "once per run");
         // Night 5 has no data: night 6 starts a new run.
-        assert_eq!(step(&mut rs, 6, true), None);
-        assert_eq!(step(&mut rs, 7, true), None);
-        assert!(step(&mut rs, 8, true).is_some());
+        assert!(!step(&mut rs, 6, true));
+        assert!(!step(&mut rs, 7, true));
+        assert!(step(&mut rs, 8, true));
     }
 
     #[test]
     fn a_correction_of_the_latest_night_is_reapplied() {
-        let mut rs = RuleState::default();
+        let mut rs = Streak::default();
         step(&mut rs, 1, true);
         step(&mut rs, 2, true);
-        assert_eq!(step(&mut rs, 3, false), None);
+        assert!(!step(&mut rs, 3, false));
         // The second value for night 3 holds: the run is 1, 2, 3 after all.
-        assert!(step(&mut rs, 3, true).is_some());
-        // Correcting it again does not fire twice... and a false correction breaks the run.
-        assert_eq!(step(&mut rs, 3, true), None);
-        assert_eq!(step(&mut rs, 3, false), None);
-        assert_eq!(step(&mut rs, 4, true), None);
+        assert!(step(&mut rs, 3, true));
+        // Correcting it again does not fire twice, and a false correction breaks the run.
+        assert!(!step(&mut rs, 3, true));
+        assert!(!step(&mut rs, 3, false));
+        assert!(!step(&mut rs, 4, true));
         // An older night cannot rewrite the run.
-        assert_eq!(step(&mut rs, 2, false), None);
-        assert_eq!(step(&mut rs, 5, true), None);
-        assert!(step(&mut rs, 6, true).is_some());
+        assert!(!step(&mut rs, 2, false));
+        assert!(!step(&mut rs, 5, true));
+        assert!(step(&mut rs, 6, true));
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod aggregate;
 mod evaluate;
+mod nights;
 pub mod output;
 mod series;
 mod state;
@@ -144,10 +145,14 @@ impl Engine {
 
     /// Approximate bytes of state held for all keys, timers included.
     pub fn state_bytes(&self) -> usize {
-        self.keys
-            .iter()
-            .map(|(k, s)| k.capacity() + s.bytes() + std::mem::size_of::<(String, KeyState)>())
-            .sum::<usize>()
+        // The table's slots (with hashbrown's control byte), occupied or not, plus what each
+        // key and its state hold on the heap.
+        self.keys.capacity() * (std::mem::size_of::<(String, KeyState)>() + 1)
+            + self
+                .keys
+                .iter()
+                .map(|(k, s)| k.capacity() + s.heap_bytes())
+                .sum::<usize>()
             + self.timers.len() * std::mem::size_of::<Timer>()
     }
 
@@ -194,7 +199,12 @@ impl Engine {
                 if def.key == *spec {
                     evaluate::feed_series(
                         def,
-                        state.series[s].get_or_insert_with(|| series::SeriesState::new(def)),
+                        state.series[s].get_or_insert_with(|| {
+                            Box::new(series::SeriesState::new(
+                                def,
+                                self.config.allowed_lateness_ms,
+                            ))
+                        }),
                         event,
                         state.clock,
                         self.config.allowed_lateness_ms,

@@ -87,9 +87,9 @@ impl OutputEvent {
 }
 
 /// The deterministic id of an output.
-pub fn output_id(rule_id: &str, version: u32, key: &str, state: &str, occasion: &str) -> String {
+pub fn output_id(rule_id: &str, version: u32, key: &str, state: &str, occasion: &str) -> Uuid {
     let name = format!("{rule_id}\u{1f}{version}\u{1f}{key}\u{1f}{state}\u{1f}{occasion}");
-    Uuid::new_v5(&ID_NAMESPACE, name.as_bytes()).to_string()
+    Uuid::new_v5(&ID_NAMESPACE, name.as_bytes())
 }
 
 /// The JSON Schema of alerts or milestones.

@@ -9,8 +9,10 @@
 use std::collections::VecDeque;
 
 use super::aggregate::{naive, AggKind, Incremental, Sample};
+use super::nights::NightStore;
 use crate::event::{Value, DAY_MS};
 use crate::rules::duration::Window;
+use crate::rules::expr::{Env, Slot};
 use crate::rules::{SeriesDef, Stat, Storage};
 
 /// The samples of one series for one key.
@@ -18,12 +20,6 @@ use crate::rules::{SeriesDef, Stat, Storage};
 pub enum SeriesState {
     Nights(NightStore),
     Events(EventStore),
-}
-
-/// One value per local date, sorted by date.
-#[derive(Debug, Default)]
-pub struct NightStore {
-    entries: VecDeque<(i32, f64)>,
 }
 
 /// Every sample with its local date, sorted by time, plus incremental sliding aggregates.
@@ -44,9 +40,14 @@ struct SlidingState {
 }
 
 impl SeriesState {
-    pub fn new(def: &SeriesDef) -> Self {
+    pub fn new(def: &SeriesDef, lateness_ms: i64) -> Self {
         match def.storage {
-            Storage::PerNight => SeriesState::Nights(NightStore::default()),
+            Storage::PerNight => {
+                // The window's nights, plus the nights an event may lag behind by.
+                let lateness_days = (lateness_ms + DAY_MS - 1) / DAY_MS;
+                let capacity = def.keep_days + lateness_days;
+                SeriesState::Nights(NightStore::new(usize::try_from(capacity).unwrap_or(1)))
+            }
             Storage::AllEvents => SeriesState::Events(EventStore {
                 samples: VecDeque::new(),
                 sliding: def
@@ -75,10 +76,7 @@ impl SeriesState {
         lateness_ms: i64,
     ) {
         match self {
-            SeriesState::Nights(store) => {
-                store.insert(day, v);
-                store.evict_before(day_floor(store, def, lateness_ms));
-            }
+            SeriesState::Nights(store) => store.insert(day, v),
             SeriesState::Events(store) => {
                 store.insert(Sample { t, v }, day);
                 store.evict(def, clock, lateness_ms);
@@ -90,7 +88,7 @@ impl SeriesState {
     pub fn bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + match self {
-                SeriesState::Nights(s) => s.entries.capacity() * std::mem::size_of::<(i32, f64)>(),
+                SeriesState::Nights(s) => s.heap_bytes(),
                 SeriesState::Events(s) => {
                     s.samples.capacity() * std::mem::size_of::<(Sample, i32)>()
                         + s.sliding
@@ -105,6 +103,7 @@ impl SeriesState {
     /// is not met or the aggregate is undefined. Also returns the number of samples.
     pub fn stat(
         &mut self,
+        def: &SeriesDef,
         stat: &Stat,
         t: i64,
         night: i32,
@@ -120,16 +119,14 @@ impl SeriesState {
                 },
             ) => {
                 let (from, to) = day_range(night, count, include_current);
-                scratch.extend(
-                    store
-                        .entries
-                        .iter()
-                        .filter(|(d, _)| *d >= from && *d <= to)
-                        .map(|&(d, v)| Sample {
+                store.for_each_in(from, to, |d, raw| {
+                    if let Some(v) = read_value(def, raw) {
+                        scratch.push(Sample {
                             t: i64::from(d) * DAY_MS,
                             v,
-                        }),
-                );
+                        });
+                    }
+                });
                 finish(
                     &stat.agg,
                     scratch,
@@ -196,11 +193,31 @@ impl SeriesState {
     }
 }
 
-fn day_floor(store: &NightStore, def: &SeriesDef, lateness_ms: i64) -> i32 {
-    let newest = store.entries.back().map_or(i32::MIN, |e| e.0);
-    let lateness_days = (lateness_ms + DAY_MS - 1) / DAY_MS;
-    let keep = def.keep_days + lateness_days + 1;
-    newest.saturating_sub(i32::try_from(keep).unwrap_or(i32::MAX))
+/// The value a statistic sees for a stored night: stored raw field values go through the
+/// series' `of` expression on the way out (see `SeriesDef::stored_field`).
+fn read_value(def: &SeriesDef, raw: f64) -> Option<f64> {
+    match (def.stored_field, &def.of) {
+        (Some(field), Some(of)) => match of.eval(&RawField { field, value: raw }) {
+            Value::Num(v) if v.is_finite() => Some(v),
+            _ => None,
+        },
+        _ => Some(raw),
+    }
+}
+
+/// Expression environment holding one raw field value.
+struct RawField {
+    field: usize,
+    value: f64,
+}
+
+impl Env for RawField {
+    fn load(&self, slot: Slot) -> Value<'_> {
+        match slot {
+            Slot::Field(i) if i == self.field => Value::Num(self.value),
+            _ => Value::Null,
+        }
+    }
 }
 
 fn day_range(night: i32, count: u32, include_current: bool) -> (i32, i32) {
@@ -226,21 +243,6 @@ fn finish(
         naive(agg, samples, window_start).map_or(Value::Null, Value::Num),
         n,
     )
-}
-
-impl NightStore {
-    fn insert(&mut self, day: i32, v: f64) {
-        match self.entries.binary_search_by_key(&day, |e| e.0) {
-            Ok(i) => self.entries[i].1 = v,
-            Err(i) => self.entries.insert(i, (day, v)),
-        }
-    }
-
-    fn evict_before(&mut self, floor: i32) {
-        while self.entries.front().is_some_and(|e| e.0 < floor) {
-            self.entries.pop_front();
-        }
-    }
 }
 
 impl EventStore {
@@ -270,7 +272,7 @@ impl EventStore {
         let lateness_days = (lateness_ms + DAY_MS - 1) / DAY_MS;
         let newest_day = self.samples.back().map_or(i32::MIN, |(_, d)| *d);
         let day_floor = newest_day
-            .saturating_sub(i32::try_from(def.keep_days + lateness_days + 1).unwrap_or(i32::MAX));
+            .saturating_sub(i32::try_from(def.keep_days + lateness_days).unwrap_or(i32::MAX));
         let mut removed = 0;
         while self.samples.len() > def.keep_count {
             let Some((front, day)) = self.samples.front() else {
@@ -345,6 +347,7 @@ mod tests {
             of: None,
             filter: None,
             storage: Storage::AllEvents,
+            stored_field: None,
             key: KeySpec::UserId,
             keep_days: 0,
             keep_ms: span_ms,
@@ -378,7 +381,7 @@ mod tests {
             let lateness = 30_000;
             let kinds = [AggKind::Min, AggKind::Mean, AggKind::MaxGap, AggKind::Count, AggKind::Percentile(90.0)];
             let def = sliding_series(&kinds, span);
-            let mut state = SeriesState::new(&def);
+            let mut state = SeriesState::new(&def, lateness);
             let mut clock = 0i64;
             let mut kept: Vec<Sample> = Vec::new();
             let mut scratch = Vec::new();
@@ -399,7 +402,7 @@ mod tests {
                         min_samples: 0,
                         sliding_slot: Some(slot),
                     };
-                    let (got, n) = state.stat(&stat, eval_at, 0, &mut scratch);
+                    let (got, n) = state.stat(&def, &stat, eval_at, 0, &mut scratch);
                     let window: Vec<Sample> = kept.iter().copied().filter(|s| s.t > eval_at - span && s.t <= eval_at).collect();
                     let want = naive(kind, &window, eval_at - span).map_or(Value::Null, Value::Num);
                     prop_assert_eq!(n, window.len(), "{:?} at {}", kind, eval_at);
@@ -416,14 +419,15 @@ mod tests {
             of: None,
             filter: None,
             storage: Storage::PerNight,
+            stored_field: None,
             key: KeySpec::UserId,
-            keep_days: 60,
+            keep_days: 61,
             keep_ms: 0,
             keep_count: 0,
             sliding: Vec::new(),
             signature: String::new(),
         };
-        let mut state = SeriesState::new(&def);
+        let mut state = SeriesState::new(&def, 0);
         for day in 0..100 {
             state.insert(
                 &def,
@@ -452,7 +456,10 @@ mod tests {
             },
             AggKind::Count,
         );
-        assert_eq!(state.stat(&last7, 0, 99, &mut scratch).0, Value::Num(7.0));
+        assert_eq!(
+            state.stat(&def, &last7, 0, 99, &mut scratch).0,
+            Value::Num(7.0)
+        );
         let prev60 = stat(
             Window::Nights {
                 count: 60,
@@ -460,7 +467,10 @@ mod tests {
             },
             AggKind::Min,
         );
-        assert_eq!(state.stat(&prev60, 0, 99, &mut scratch).0, Value::Num(39.0));
+        assert_eq!(
+            state.stat(&def, &prev60, 0, 99, &mut scratch).0,
+            Value::Num(39.0)
+        );
         let max7 = stat(
             Window::Nights {
                 count: 7,
@@ -468,7 +478,10 @@ mod tests {
             },
             AggKind::Max,
         );
-        assert_eq!(state.stat(&max7, 0, 99, &mut scratch).0, Value::Num(1000.0));
+        assert_eq!(
+            state.stat(&def, &max7, 0, 99, &mut scratch).0,
+            Value::Num(1000.0)
+        );
         // Nights older than the longest window (plus a margin) are gone.
         assert!(state.bytes() < 100 * 16);
     }

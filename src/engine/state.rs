@@ -11,7 +11,7 @@ pub struct KeyState {
     /// UTC offset of the key's latest event, for outputs caused by timers.
     pub offset_seconds: i32,
     /// Per series of the rule set (None until the key has a sample in it).
-    pub series: Vec<Option<SeriesState>>,
+    pub series: Vec<Option<Box<SeriesState>>>,
     /// Per rule (None until the rule has state for the key).
     pub rules: Vec<Option<Box<RuleState>>>,
 }
@@ -26,15 +26,14 @@ impl KeyState {
         }
     }
 
-    /// Approximate bytes held, for the state-size report.
-    pub fn bytes(&self) -> usize {
-        std::mem::size_of::<Self>()
-            + self.series.capacity() * std::mem::size_of::<Option<SeriesState>>()
+    /// Approximate heap bytes held (the struct itself is counted by its container).
+    pub fn heap_bytes(&self) -> usize {
+        self.series.capacity() * std::mem::size_of::<Option<Box<SeriesState>>>()
             + self
                 .series
                 .iter()
                 .flatten()
-                .map(|s| s.bytes().saturating_sub(std::mem::size_of::<SeriesState>()))
+                .map(|s| s.bytes())
                 .sum::<usize>()
             + self.rules.capacity() * std::mem::size_of::<Option<Box<RuleState>>>()
             + self
@@ -47,29 +46,22 @@ impl KeyState {
 }
 
 /// An alert that has fired and not yet resolved.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Firing {
-    pub id: String,
+    pub id: uuid::Uuid,
     pub severity: Severity,
 }
 
-/// A run of consecutive nights (or evaluations) on which a streak condition held.
-#[derive(Clone, Debug)]
-pub struct Run {
-    pub start: i64,
-    pub last: i64,
-    pub fired: bool,
-    /// Ids of the events in the run, up to the streak length.
-    pub ids: Vec<String>,
-}
-
-/// Streak bookkeeping: the current run, and the run as it was before the latest night so a
-/// correction of that night can be re-applied.
-#[derive(Clone, Debug, Default)]
+/// Streak bookkeeping as bitmaps over the last 64 positions (nights, or evaluations for
+/// streaks counted in events): bit k of `held` says whether the condition held at `pos - k`,
+/// bit k of `fired` whether that position belongs to a run that already fired. A date without
+/// data has its bit clear, so it ends a run; a correction or a late night just rewrites its
+/// bit. 24 bytes whatever the streak length (up to 64).
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Streak {
-    pub run: Option<Run>,
-    pub before_last: Option<Run>,
-    pub last_pos: Option<i64>,
+    pub pos: i64,
+    pub held: u64,
+    pub fired: u64,
 }
 
 /// `[after]`: armed at `at` (night or ms), valid through `until`.
@@ -87,43 +79,110 @@ pub struct PartialMatch {
     pub ids: Vec<String>,
 }
 
-/// Per rule and key.
+/// Absence bookkeeping.
 #[derive(Clone, Debug, Default)]
+pub struct Absence {
+    /// When the timeout expires (ms), and the event that started it.
+    pub deadline: Option<i64>,
+    pub cause: Option<String>,
+    /// The deadline a timer is queued for, so each key and rule has one queued timer.
+    pub queued: Option<i64>,
+}
+
+/// State only some kinds of rules need, kept out of line so the common case stays small.
+#[derive(Clone, Debug)]
+pub enum Extra {
+    Armed(Armed),
+    Absence(Absence),
+    Sequence(Vec<PartialMatch>),
+}
+
+/// Per rule and key.
+#[derive(Clone, Debug)]
 pub struct RuleState {
     pub firing: Option<Firing>,
-    /// Night (day number) or time (ms) of the latest firing, for cooldowns.
-    pub last_fire: Option<i64>,
-    /// Id of the latest output, so a re-evaluation never emits the same output twice.
-    pub last_output_id: Option<String>,
+    /// Occasion of the latest firing — its night for nightly rules, else its time in ms —
+    /// for cooldowns, and so a re-evaluation never emits the same output twice.
+    pub last_fire: i64,
     pub streak: Streak,
-    /// Evaluation counter for streaks counted in events.
-    pub evaluations: i64,
-    pub armed: Option<Armed>,
-    /// Absence: when the timeout expires (ms), and the event that started it.
-    pub deadline: Option<i64>,
-    pub deadline_cause: Option<String>,
-    /// Absence: the deadline a timer is queued for, so each key and rule has one queued timer.
-    pub queued: Option<i64>,
-    pub partials: Vec<PartialMatch>,
+    pub extra: Option<Box<Extra>>,
+}
+
+impl Default for RuleState {
+    fn default() -> Self {
+        RuleState {
+            firing: None,
+            last_fire: i64::MIN,
+            streak: Streak::default(),
+            extra: None,
+        }
+    }
 }
 
 impl RuleState {
+    pub fn armed(&self) -> Option<Armed> {
+        match self.extra.as_deref() {
+            Some(Extra::Armed(armed)) => Some(*armed),
+            _ => None,
+        }
+    }
+
+    pub fn set_armed(&mut self, armed: Option<Armed>) {
+        self.extra = armed.map(|a| Box::new(Extra::Armed(a)));
+    }
+
+    pub fn absence(&mut self) -> &mut Absence {
+        if !matches!(self.extra.as_deref(), Some(Extra::Absence(_))) {
+            self.extra = Some(Box::new(Extra::Absence(Absence::default())));
+        }
+        match self.extra.as_deref_mut() {
+            Some(Extra::Absence(absence)) => absence,
+            _ => unreachable!("set just above"),
+        }
+    }
+
+    pub fn partials(&mut self) -> &mut Vec<PartialMatch> {
+        if !matches!(self.extra.as_deref(), Some(Extra::Sequence(_))) {
+            self.extra = Some(Box::new(Extra::Sequence(Vec::new())));
+        }
+        match self.extra.as_deref_mut() {
+            Some(Extra::Sequence(partials)) => partials,
+            _ => unreachable!("set just above"),
+        }
+    }
+
+    /// Bytes held, the struct included (it lives in a box of its own).
     pub fn bytes(&self) -> usize {
         let ids = |v: &Vec<String>| {
             v.capacity() * std::mem::size_of::<String>()
-                + v.iter().map(|s| s.capacity()).sum::<usize>()
+                + v.iter().map(String::capacity).sum::<usize>()
         };
-        let run = |r: &Option<Run>| r.as_ref().map_or(0, |r| ids(&r.ids));
         std::mem::size_of::<Self>()
-            + self.firing.as_ref().map_or(0, |f| f.id.capacity())
-            + self.last_output_id.as_ref().map_or(0, String::capacity)
-            + self.deadline_cause.as_ref().map_or(0, String::capacity)
-            + run(&self.streak.run)
-            + run(&self.streak.before_last)
-            + self
-                .partials
-                .iter()
-                .map(|p| std::mem::size_of::<PartialMatch>() + ids(&p.ids))
-                .sum::<usize>()
+            + self.extra.as_deref().map_or(0, |e| {
+                std::mem::size_of::<Extra>()
+                    + match e {
+                        Extra::Armed(_) => 0,
+                        Extra::Absence(a) => a.cause.as_ref().map_or(0, String::capacity),
+                        Extra::Sequence(partials) => partials
+                            .iter()
+                            .map(|p| std::mem::size_of::<PartialMatch>() + ids(&p.ids))
+                            .sum::<usize>(),
+                    }
+            })
+    }
+}
+
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn print_sizes() {
+        eprintln!(
+            "RuleState {} KeyState {} SeriesState {} Streak {} Firing {}",
+            std::mem::size_of::<super::RuleState>(),
+            std::mem::size_of::<super::KeyState>(),
+            std::mem::size_of::<crate::engine::series::SeriesState>(),
+            std::mem::size_of::<super::Streak>(),
+            std::mem::size_of::<Option<super::Firing>>(),
+        );
     }
 }

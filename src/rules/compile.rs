@@ -425,6 +425,47 @@ impl Checker<'_> {
             self.error(file.id.span(), "a rule needs exactly one of `[fire]`, `[absence]` or `[sequence]`", Some("`[fire]` evaluates a condition at each `on` event; `[absence]` fires when events stop; `[sequence]` matches events in order".into()));
             return None;
         }
+        if file.fire.is_none() {
+            // Absence and sequence rules are driven by their steps; these fields would be
+            // silently ignored, so they are errors.
+            let unused: [(&str, Option<Range<usize>>); 6] = [
+                ("on", file.on.as_ref().map(Sp::span)),
+                ("where", file.filter.as_ref().map(Sp::span)),
+                ("stats", file.stats.first().map(|(_, d)| d.span())),
+                ("let", file.bindings.first().map(|(_, d)| d.span())),
+                ("tiers", file.tiers.first().map(Sp::span)),
+                ("after", file.after.as_ref().map(Sp::span)),
+            ];
+            for (name, span) in unused {
+                if let Some(span) = span {
+                    self.error(
+                        span,
+                        format!("`{name}` is not used by `[absence]` or `[sequence]` rules"),
+                        Some("conditions of those rules go in their steps' `where`".into()),
+                    );
+                }
+            }
+            if file.sequence.is_some() {
+                if let Some(r) = &file.resolve {
+                    self.error(r.span(), "a sequence rule does not resolve", None);
+                }
+            }
+        }
+        if let KeySpec::Attribute(attr) = &key {
+            let known = ["source", "id"].contains(&attr.as_str())
+                || trigger.is_some_and(|ty| ty.field_index(attr).is_some());
+            if !known {
+                let span = file.key.as_ref().map_or(0..0, Sp::span);
+                self.error(
+                    span,
+                    format!("unknown key attribute \"{attr}\""),
+                    Some(
+                        "use \"user_id\" (default), \"source\", or a field of the `on` event type"
+                            .into(),
+                    ),
+                );
+            }
+        }
         if kind == RuleKind::Milestone {
             if let Some(r) = &file.resolve {
                 self.error(
@@ -497,6 +538,25 @@ impl Checker<'_> {
                 });
             nightly |= matches!(streak, Some(Extent::Nights(_)))
                 || matches!(cooldown, Some(Extent::Nights(_)));
+            if let (Some(Extent::Nights(n) | Extent::Events(n)), Some(s)) =
+                (streak, &fire_def.streak)
+            {
+                if n > 64 {
+                    self.error(
+                        s.span(),
+                        format!("a streak of {n} is longer than the 64 supported"),
+                        None,
+                    );
+                }
+            }
+            if let (true, Some(Extent::Time(_)), Some(c)) = (nightly, cooldown, &fire_def.cooldown)
+            {
+                self.error(
+                    c.span(),
+                    "this rule reasons in nights, so its cooldown is counted in nights",
+                    Some("e.g. cooldown = \"7 nights\"".into()),
+                );
+            }
             let resolve = match &file.resolve {
                 Some(r) => match &r.get().when {
                     Some(w) => self.expression(w, &scope, ValueType::Bool),
@@ -848,7 +908,12 @@ fn link(partials: Vec<Partial>, diags: &mut Vec<Diagnostic>) -> Option<RuleSet> 
             let index = match set.series.iter().position(|s| s.signature == signature) {
                 Some(i) => i,
                 None => {
+                    let stored_field = match storage {
+                        Storage::PerNight => of.as_ref().and_then(Expr::single_field),
+                        Storage::AllEvents => None,
+                    };
                     set.series.push(SeriesDef {
+                        stored_field,
                         from,
                         of,
                         filter,
@@ -866,7 +931,7 @@ fn link(partials: Vec<Partial>, diags: &mut Vec<Diagnostic>) -> Option<RuleSet> 
             let series = &mut set.series[index];
             match stat.window {
                 Window::Nights { .. } | Window::Days { .. } => {
-                    series.keep_days = series.keep_days.max(stat.window.days_back())
+                    series.keep_days = series.keep_days.max(stat.window.days_back() + 1)
                 }
                 Window::Sliding { span_ms } => {
                     series.keep_ms = series.keep_ms.max(span_ms);

@@ -100,8 +100,12 @@ pub struct SeriesDef {
     pub of: Option<Expr>,
     pub filter: Option<Expr>,
     pub storage: Storage,
+    /// For night storage of an `of` that reads a single field: store that field's raw value
+    /// and apply `of` when reading. Raw device values (integer bpm, ms) stay exact in 4 bytes
+    /// where a transformed value (e.g. `ln(rmssd)`) would need 8.
+    pub stored_field: Option<usize>,
     pub key: KeySpec,
-    /// Local dates to keep behind the newest (calendar windows).
+    /// Local dates the calendar windows span, the current one included (0: none).
     pub keep_days: i64,
     /// Time to keep behind the newest, ms (sliding and tumbling windows).
     pub keep_ms: i64,

@@ -656,6 +656,30 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 impl Expr {
+    /// The one payload field the expression reads, if it reads exactly one field and nothing
+    /// else (no statistic, binding or night).
+    pub fn single_field(&self) -> Option<usize> {
+        fn walk(e: &Expr, found: &mut Option<usize>, other: &mut bool) {
+            match e {
+                Expr::Const(_) => {}
+                Expr::Load(Slot::Field(i)) => match found {
+                    Some(j) if j != i => *other = true,
+                    _ => *found = Some(*i),
+                },
+                Expr::Load(_) => *other = true,
+                Expr::Neg(e) | Expr::Not(e) => walk(e, found, other),
+                Expr::Binary(_, l, r) => {
+                    walk(l, found, other);
+                    walk(r, found, other);
+                }
+                Expr::Call(_, args) => args.iter().for_each(|a| walk(a, found, other)),
+            }
+        }
+        let (mut found, mut other) = (None, false);
+        walk(self, &mut found, &mut other);
+        found.filter(|_| !other)
+    }
+
     /// Evaluates with SQL null semantics; never panics (division by zero gives null).
     pub fn eval<'a>(&'a self, env: &'a dyn Env) -> Value<'a> {
         match self {

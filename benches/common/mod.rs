@@ -1,0 +1,83 @@
+//! Shared by the benches: smoke mode, the rule pack, criterion settings, latency summaries.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::Criterion;
+use vigil::rules::{load_rules, RuleSet};
+
+/// `VIGIL_BENCH_SMOKE=1`: small sizes and few iterations, for CI (figures meaningless).
+pub fn smoke() -> bool {
+    std::env::var("VIGIL_BENCH_SMOKE").is_ok_and(|v| v == "1")
+}
+
+/// The full rule pack shipped in `rules/`.
+pub fn rule_pack() -> Arc<RuleSet> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules");
+    match load_rules(&[dir]) {
+        Ok(set) => Arc::new(set),
+        Err(failure) => panic!("rules/ does not load:\n{}", failure.render(false)),
+    }
+}
+
+/// Criterion with settings for multi-second iterations; command-line flags still win.
+pub fn criterion() -> Criterion {
+    let c = Criterion::default().sample_size(10);
+    let c = if smoke() {
+        c.warm_up_time(Duration::from_millis(100))
+            .measurement_time(Duration::from_millis(200))
+            .without_plots()
+    } else {
+        c.warm_up_time(Duration::from_secs(3))
+            .measurement_time(Duration::from_secs(20))
+    };
+    c.configure_from_args()
+}
+
+/// Prints p50/p90/p99/p99.9/max of per-call latencies given in nanoseconds.
+pub fn print_latency(label: &str, mut nanos: Vec<u64>) {
+    if nanos.is_empty() {
+        println!("{label}: no samples");
+        return;
+    }
+    nanos.sort_unstable();
+    let q = |p: f64| nanos[((nanos.len() - 1) as f64 * p).round() as usize];
+    let mean = nanos.iter().sum::<u64>() as f64 / nanos.len() as f64;
+    println!(
+        "{label}: {} calls timed; mean {:.0} ns, p50 {} ns, p90 {} ns, p99 {} ns, p99.9 {} ns, max {} ns",
+        nanos.len(),
+        mean,
+        q(0.50),
+        q(0.90),
+        q(0.99),
+        q(0.999),
+        nanos[nanos.len() - 1]
+    );
+}
+
+/// Resident and peak resident memory of this process, from /proc (Linux), in MiB.
+pub fn rss_mib() -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb / 1024.0)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// A rough cost of one `Instant::now()` pair, to read the latency figures against.
+pub fn timer_overhead_ns() -> u64 {
+    let n = 100_000;
+    let start = std::time::Instant::now();
+    let mut sink = 0u128;
+    for _ in 0..n {
+        let t = std::time::Instant::now();
+        sink += t.elapsed().as_nanos();
+    }
+    std::hint::black_box(sink);
+    (start.elapsed().as_nanos() / n as u128) as u64
+}

@@ -1,0 +1,175 @@
+//! Nightly metrics (HRV, resting HR, sleep) for many users through the full rule pack: events/s
+//! on one core and bytes of engine state per user.
+//!
+//! 1. A one-shot run (printed to stdout): 100 000 simulated users × 90 nights (60-night windows
+//!    fill), generated lazily in chunks; only `Engine::process` is timed (the generator is
+//!    not). Prints events/s, `state_bytes() / keys_in_state()` at checkpoints, the process's
+//!    resident memory, the outputs per rule, and the per-call latency percentiles of a uniform
+//!    sample of the calls (every 8th chunk timed call by call).
+//! 2. A criterion benchmark `nightly_state/steady/<users>`: an engine already holding 70 nights
+//!    for 10 000 users processes the following events in batches of 30 000 (throughput at
+//!    steady state, windows full).
+//!
+//! `VIGIL_BENCH_SMOKE=1`: 2 000 users × 65 nights, and 500 users for the criterion part.
+
+mod common;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{black_box, Criterion, Throughput};
+use vigil::engine::{Engine, EngineConfig, OutputEvent};
+use vigil::event::Event;
+use vigil::rules::RuleSet;
+use vigil::simulate::{simulate, SimConfig, Simulation};
+
+const CHUNK: usize = 1 << 16;
+
+fn nightly(users: usize, days: u32) -> Simulation {
+    simulate(&SimConfig {
+        users,
+        days,
+        seed: 2024,
+        ..SimConfig::default()
+    })
+}
+
+fn fill(chunk: &mut Vec<Event>, sim: &mut Simulation, n: usize) {
+    chunk.clear();
+    chunk.extend(sim.take(n));
+}
+
+fn one_shot(rules: &Arc<RuleSet>, users: usize, days: u32) {
+    println!("nightly_state: {users} users x {days} nights, full rule pack, one core");
+    let mut engine = Engine::new(Arc::clone(rules), EngineConfig::default());
+    let mut sim = nightly(users, days);
+    let expected = users * days as usize * 3;
+    let mut chunk: Vec<Event> = Vec::with_capacity(CHUNK);
+    let mut out: Vec<OutputEvent> = Vec::new();
+    let mut fired: BTreeMap<String, u64> = BTreeMap::new();
+    let mut latencies: Vec<u64> = Vec::new();
+    let (mut events, mut engine_time, mut chunks) = (0usize, Duration::ZERO, 0usize);
+    let wall = Instant::now();
+    let mut next_checkpoint = expected / 6;
+    loop {
+        fill(&mut chunk, &mut sim, CHUNK);
+        if chunk.is_empty() {
+            break;
+        }
+        let timed_per_call = chunks % 8 == 3;
+        let start = Instant::now();
+        for e in &chunk {
+            out.clear();
+            if timed_per_call {
+                let t = Instant::now();
+                engine.process(e, &mut out);
+                latencies.push(t.elapsed().as_nanos() as u64);
+            } else {
+                engine.process(e, &mut out);
+            }
+            for o in &out {
+                *fired.entry(o.data.rule_id.clone()).or_insert(0) += 1;
+            }
+        }
+        engine_time += start.elapsed();
+        events += chunk.len();
+        chunks += 1;
+        if events >= next_checkpoint {
+            next_checkpoint += expected / 6;
+            let night = chunk.last().map(|e| e.time.local_date().to_string());
+            println!(
+                "  after {:>9} events (night {}): {:>7.0} bytes of state per user, {:.1} MB in all",
+                events,
+                night.unwrap_or_default(),
+                engine.state_bytes() as f64 / engine.keys_in_state().max(1) as f64,
+                engine.state_bytes() as f64 / 1e6
+            );
+        }
+    }
+    black_box(&out);
+    let keys = engine.keys_in_state();
+    let bytes = engine.state_bytes();
+    println!(
+        "  events: {events} ({:.1}% of user-nights x 3 present), engine time {:.2} s, wall {:.2} s with generation",
+        100.0 * events as f64 / expected as f64,
+        engine_time.as_secs_f64(),
+        wall.elapsed().as_secs_f64()
+    );
+    println!(
+        "  RESULT nightly events/s on one core (engine only): {:.0}",
+        events as f64 / engine_time.as_secs_f64()
+    );
+    println!(
+        "  RESULT state: {bytes} bytes for {keys} keys = {:.0} bytes per user (target <= 1024)",
+        bytes as f64 / keys.max(1) as f64
+    );
+    if let Some((rss, peak)) = common::rss_mib() {
+        println!(
+            "  process resident memory now {rss:.0} MiB, peak {peak:.0} MiB (includes the generator \
+             and a {CHUNK}-event buffer): {:.0} bytes per user",
+            rss * 1048576.0 / users as f64
+        );
+    }
+    println!("  outputs per rule: {fired:?}");
+    common::print_latency("  latency of Engine::process (nightly, sampled)", latencies);
+}
+
+fn steady(c: &mut Criterion, rules: &Arc<RuleSet>, users: usize, batch: usize) {
+    let warm_days = 70;
+    let mut engine = Engine::new(Arc::clone(rules), EngineConfig::default());
+    // Enough days never to run out, however many iterations criterion asks for.
+    let mut sim = nightly(users, 100_000);
+    let mut out = Vec::new();
+    for e in sim.by_ref().take(users * warm_days * 3 * 97 / 100) {
+        out.clear();
+        engine.process(&e, &mut out);
+    }
+    println!(
+        "steady state: {users} users warmed with ~{warm_days} nights: {:.0} bytes of state per user",
+        engine.state_bytes() as f64 / engine.keys_in_state().max(1) as f64
+    );
+    let state = RefCell::new((engine, sim, Vec::with_capacity(batch), out));
+    let mut group = c.benchmark_group("nightly_state");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(batch as u64));
+    group.bench_function(format!("steady/{users}_users"), |b| {
+        b.iter_custom(|iters| {
+            let (engine, sim, chunk, out) = &mut *state.borrow_mut();
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                fill(chunk, sim, batch);
+                let start = Instant::now();
+                for e in chunk.iter() {
+                    out.clear();
+                    engine.process(e, out);
+                }
+                total += start.elapsed();
+                black_box(&*out);
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+fn main() {
+    let smoke = common::smoke();
+    let rules = common::rule_pack();
+    let mut c = common::criterion();
+    let (steady_users, batch) = if smoke {
+        (500, 3_000)
+    } else {
+        (10_000, 30_000)
+    };
+    steady(&mut c, &rules, steady_users, batch);
+    println!();
+    let (users, days) = if smoke { (2_000, 65) } else { (100_000, 90) };
+    println!(
+        "Instant::now() + elapsed() overhead: ~{} ns per timed call",
+        common::timer_overhead_ns()
+    );
+    one_shot(&rules, users, days);
+    c.final_summary();
+}
