@@ -227,14 +227,15 @@ impl Context<'_> {
             if resolve.as_ref().is_some_and(|c| c.holds(&env)) {
                 rs.firing = None;
                 let occasion = occasion(rule, night, t);
+                let firing_id = firing_id(rule, key, firing);
                 let decision = Decision {
                     state: Some(AlertState::Resolved),
                     severity: firing.severity,
                     time: event.time,
                     night: rule.nightly.then_some(night),
-                    occasion: format!("{}\u{1f}{occasion}", firing.id),
+                    occasion: format!("{firing_id}\u{1f}{occasion}"),
                     ids: vec![event.id.clone()],
-                    firing_id: Some(firing.id),
+                    firing_id: Some(firing_id),
                     eval: Some(&eval),
                     event: Some(event),
                 };
@@ -287,10 +288,13 @@ impl Context<'_> {
             eval: Some(&eval),
             event: Some(event),
         };
-        let id = self.emit(r, key, state, decision, out);
-        if let (Some(id), Some(rs)) = (id, state.rules[r].as_mut()) {
+        let emitted = self.emit(r, key, state, decision, out);
+        if let (Some(_), Some(rs)) = (emitted, state.rules[r].as_mut()) {
             if resolve.is_some() {
-                rs.firing = Some(Firing { id, severity });
+                rs.firing = Some(Firing {
+                    occasion: occasion_value,
+                    severity,
+                });
             }
             if after.is_some() {
                 rs.set_armed(None);
@@ -325,14 +329,15 @@ impl Context<'_> {
         let rs = state.rules[r].get_or_insert_with(Default::default);
         if watched {
             if let Some(firing) = rs.firing.take() {
+                let firing_id = firing_id(rule, key, firing);
                 let decision = Decision {
                     state: Some(AlertState::Resolved),
                     severity: firing.severity,
                     time: event.time,
                     night: None,
-                    occasion: format!("{}\u{1f}{t}", firing.id),
+                    occasion: format!("{firing_id}\u{1f}{t}"),
                     ids: vec![event.id.clone()],
-                    firing_id: Some(firing.id),
+                    firing_id: Some(firing_id),
                     eval: None,
                     event: Some(event),
                 };
@@ -411,11 +416,14 @@ impl Context<'_> {
             eval: None,
             event: None,
         };
-        let id = self.emit(r, key, state, decision, out);
-        if let (Some(id), Some(rs), Mode::Absence { resolves: true, .. }) =
-            (id, state.rules[r].as_mut(), &rule.mode)
+        let emitted = self.emit(r, key, state, decision, out);
+        if let (Some(_), Some(rs), Mode::Absence { resolves: true, .. }) =
+            (emitted, state.rules[r].as_mut(), &rule.mode)
         {
-            rs.firing = Some(Firing { id, severity });
+            rs.firing = Some(Firing {
+                occasion: deadline,
+                severity,
+            });
         }
     }
 
@@ -579,6 +587,16 @@ fn step_matches(step: &Step, event: &Event) -> bool {
             .filter
             .as_ref()
             .is_none_or(|f| f.holds(&EventEnv { event }))
+}
+
+/// The id of the firing output a resolved output refers to, rebuilt from what was kept.
+fn firing_id(rule: &Rule, key: &str, firing: Firing) -> uuid::Uuid {
+    let occasion = if rule.nightly {
+        day_to_string(i32::try_from(firing.occasion).unwrap_or_default())
+    } else {
+        firing.occasion.to_string()
+    };
+    output_id(&rule.id, rule.version, key, "firing", &occasion)
 }
 
 fn occasion(rule: &Rule, night: i32, t: i64) -> String {

@@ -1,10 +1,11 @@
 //! One value per local night, for the last few nights, in as few bytes as exactness allows.
 //!
 //! Nightly state is most of what a user costs (a 60-night baseline per metric), so the store
-//! is a ring of slots indexed by day number with a presence bitmap, and values are kept in the
-//! narrowest type that holds every value stored so far exactly: `u16` for whole numbers up to
-//! 65 535 (bpm and ms as devices report them), then `f32`, then `f64` — widening for good the
-//! first time a value does not fit. No value is ever rounded.
+//! is a ring of slots indexed by day number, and values are kept in the narrowest type that
+//! holds every value stored so far exactly: `u16` for whole numbers below 65 535 (bpm and ms
+//! as devices report them), then `f32`, then `f64` — widening for good the first time a value
+//! does not fit. No value is ever rounded. An empty slot is `u16::MAX` or NaN (stored values
+//! are finite), so presence costs no extra bytes.
 
 /// Values of the ring, narrow while exact.
 #[derive(Debug, Clone)]
@@ -14,9 +15,11 @@ enum Slots {
     Wide(Box<[f64]>),
 }
 
+const NO_WHOLE: u16 = u16::MAX;
+
 fn as_whole(v: f64) -> Option<u16> {
     let w = v as u16;
-    (f64::from(w) == v && v.is_sign_positive()).then_some(w)
+    (f64::from(w) == v && w != NO_WHOLE && v.is_sign_positive()).then_some(w)
 }
 
 fn as_narrow(v: f64) -> Option<f32> {
@@ -28,7 +31,6 @@ fn as_narrow(v: f64) -> Option<f32> {
 #[derive(Debug, Clone)]
 pub struct NightStore {
     newest: i32,
-    present: Box<[u64]>,
     slots: Slots,
 }
 
@@ -37,8 +39,7 @@ impl NightStore {
         let capacity = capacity.max(1);
         NightStore {
             newest: i32::MIN,
-            present: vec![0; capacity.div_ceil(64)].into_boxed_slice(),
-            slots: Slots::Whole(vec![0; capacity].into_boxed_slice()),
+            slots: Slots::Whole(vec![NO_WHOLE; capacity].into_boxed_slice()),
         }
     }
 
@@ -56,16 +57,19 @@ impl NightStore {
         usize::try_from(i64::from(day).rem_euclid(capacity)).unwrap_or(0)
     }
 
-    fn is_present(&self, slot: usize) -> bool {
-        self.present[slot / 64] & (1 << (slot % 64)) != 0
+    fn get(&self, slot: usize) -> Option<f64> {
+        match &self.slots {
+            Slots::Whole(values) => Some(values[slot]).filter(|v| *v != NO_WHOLE).map(f64::from),
+            Slots::Narrow(values) => Some(f64::from(values[slot])).filter(|v| !v.is_nan()),
+            Slots::Wide(values) => Some(values[slot]).filter(|v| !v.is_nan()),
+        }
     }
 
-    fn set_present(&mut self, slot: usize, on: bool) {
-        let bit = 1u64 << (slot % 64);
-        if on {
-            self.present[slot / 64] |= bit;
-        } else {
-            self.present[slot / 64] &= !bit;
+    fn clear(&mut self, slot: usize) {
+        match &mut self.slots {
+            Slots::Whole(values) => values[slot] = NO_WHOLE,
+            Slots::Narrow(values) => values[slot] = f32::NAN,
+            Slots::Wide(values) => values[slot] = f64::NAN,
         }
     }
 
@@ -74,19 +78,23 @@ impl NightStore {
         i64::from(self.newest) - i64::try_from(self.capacity()).unwrap_or(i64::MAX) + 1
     }
 
-    /// Stores `v` for `day` (replacing an earlier value for that night). A night older than
-    /// the ring reaches is ignored: the engine's lateness bound keeps that from happening.
+    /// Stores `v` (finite) for `day`, replacing an earlier value for that night. A night older
+    /// than the ring reaches is ignored: the engine's lateness bound keeps that from happening.
     pub fn insert(&mut self, day: i32, v: f64) {
+        if !v.is_finite() {
+            return;
+        }
         if self.newest == i32::MIN {
             self.newest = day;
         } else if day > self.newest {
             let gap = i64::from(day) - i64::from(self.newest);
-            if gap >= i64::try_from(self.capacity()).unwrap_or(i64::MAX) {
-                self.present.iter_mut().for_each(|w| *w = 0);
+            let capacity = self.capacity();
+            if gap >= i64::try_from(capacity).unwrap_or(i64::MAX) {
+                (0..capacity).for_each(|slot| self.clear(slot));
             } else {
                 for d in self.newest + 1..=day {
                     let slot = self.slot(d);
-                    self.set_present(slot, false);
+                    self.clear(slot);
                 }
             }
             self.newest = day;
@@ -94,35 +102,29 @@ impl NightStore {
             return;
         }
         let slot = self.slot(day);
-        self.set_present(slot, true);
+        self.widen_for(v);
         match &mut self.slots {
-            Slots::Whole(values) => match as_whole(v) {
-                Some(w) => values[slot] = w,
-                None => {
-                    self.slots = match as_narrow(v) {
-                        Some(_) => Slots::Narrow(values.iter().map(|x| f32::from(*x)).collect()),
-                        None => Slots::Wide(values.iter().map(|x| f64::from(*x)).collect()),
-                    };
-                    self.insert_value(slot, v);
-                }
-            },
-            Slots::Narrow(values) => match as_narrow(v) {
-                Some(n) => values[slot] = n,
-                None => {
-                    self.slots = Slots::Wide(values.iter().map(|x| f64::from(*x)).collect());
-                    self.insert_value(slot, v);
-                }
-            },
+            Slots::Whole(values) => values[slot] = as_whole(v).unwrap_or(NO_WHOLE),
+            Slots::Narrow(values) => values[slot] = v as f32,
             Slots::Wide(values) => values[slot] = v,
         }
     }
 
-    /// Stores into a slot of a ring already wide enough for `v`.
-    fn insert_value(&mut self, slot: usize, v: f64) {
-        match &mut self.slots {
-            Slots::Whole(values) => values[slot] = as_whole(v).unwrap_or_default(),
-            Slots::Narrow(values) => values[slot] = v as f32,
-            Slots::Wide(values) => values[slot] = v,
+    /// Widens the ring, keeping empty slots empty, until `v` fits exactly.
+    fn widen_for(&mut self, v: f64) {
+        let widen = |x: Option<f64>| x.unwrap_or(f64::NAN);
+        match &self.slots {
+            Slots::Whole(values) if as_whole(v).is_none() => {
+                let old: Vec<Option<f64>> = (0..values.len()).map(|s| self.get(s)).collect();
+                self.slots = match as_narrow(v) {
+                    Some(_) => Slots::Narrow(old.into_iter().map(|x| widen(x) as f32).collect()),
+                    None => Slots::Wide(old.into_iter().map(widen).collect()),
+                };
+            }
+            Slots::Narrow(values) if as_narrow(v).is_none() => {
+                self.slots = Slots::Wide(values.iter().map(|x| f64::from(*x)).collect());
+            }
+            _ => {}
         }
     }
 
@@ -137,13 +139,7 @@ impl NightStore {
             let Ok(day) = i32::try_from(day) else {
                 continue;
             };
-            let slot = self.slot(day);
-            if self.is_present(slot) {
-                let v = match &self.slots {
-                    Slots::Whole(values) => f64::from(values[slot]),
-                    Slots::Narrow(values) => f64::from(values[slot]),
-                    Slots::Wide(values) => values[slot],
-                };
+            if let Some(v) = self.get(self.slot(day)) {
                 f(day, v);
             }
         }
@@ -151,12 +147,11 @@ impl NightStore {
 
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.present.len() * 8
-            + match &self.slots {
-                Slots::Whole(s) => s.len() * 2,
-                Slots::Narrow(s) => s.len() * 4,
-                Slots::Wide(s) => s.len() * 8,
-            }
+        match &self.slots {
+            Slots::Whole(s) => s.len() * 2,
+            Slots::Narrow(s) => s.len() * 4,
+            Slots::Wide(s) => s.len() * 8,
+        }
     }
 }
 
@@ -193,20 +188,24 @@ mod tests {
     }
 
     #[test]
-    fn widens_without_rounding() {
+    fn widens_without_rounding_and_keeps_gaps() {
         let mut s = NightStore::new(70);
         s.insert(1, 52.0);
-        assert_eq!(s.heap_bytes(), 70 * 2 + 16);
-        s.insert(2, 36.5);
-        assert_eq!(s.heap_bytes(), 70 * 4 + 16);
+        assert_eq!(s.heap_bytes(), 70 * 2);
+        s.insert(3, 36.5);
+        assert_eq!(s.heap_bytes(), 70 * 4);
         let x = 55f64.ln();
-        s.insert(3, x);
-        assert_eq!(collect(&s, 0, 5), vec![(1, 52.0), (2, 36.5), (3, x)]);
-        assert_eq!(s.heap_bytes(), 70 * 8 + 16);
+        s.insert(4, x);
+        assert_eq!(collect(&s, 0, 5), vec![(1, 52.0), (3, 36.5), (4, x)]);
+        assert_eq!(s.heap_bytes(), 70 * 8);
         let mut s = NightStore::new(4);
         s.insert(1, -3.0);
-        s.insert(2, 70_000.0);
-        assert_eq!(collect(&s, 0, 5), vec![(1, -3.0), (2, 70_000.0)]);
+        s.insert(2, 65_535.0);
+        s.insert(3, 70_000.0);
+        assert_eq!(
+            collect(&s, 0, 5),
+            vec![(1, -3.0), (2, 65_535.0), (3, 70_000.0)]
+        );
     }
 
     #[test]

@@ -11,9 +11,9 @@ pub struct KeyState {
     /// UTC offset of the key's latest event, for outputs caused by timers.
     pub offset_seconds: i32,
     /// Per series of the rule set (None until the key has a sample in it).
-    pub series: Vec<Option<Box<SeriesState>>>,
+    pub series: Box<[Option<Box<SeriesState>>]>,
     /// Per rule (None until the rule has state for the key).
-    pub rules: Vec<Option<Box<RuleState>>>,
+    pub rules: Box<[Option<Box<RuleState>>]>,
 }
 
 impl KeyState {
@@ -28,14 +28,14 @@ impl KeyState {
 
     /// Approximate heap bytes held (the struct itself is counted by its container).
     pub fn heap_bytes(&self) -> usize {
-        self.series.capacity() * std::mem::size_of::<Option<Box<SeriesState>>>()
+        self.series.len() * std::mem::size_of::<Option<Box<SeriesState>>>()
             + self
                 .series
                 .iter()
                 .flatten()
                 .map(|s| s.bytes())
                 .sum::<usize>()
-            + self.rules.capacity() * std::mem::size_of::<Option<Box<RuleState>>>()
+            + self.rules.len() * std::mem::size_of::<Option<Box<RuleState>>>()
             + self
                 .rules
                 .iter()
@@ -48,7 +48,8 @@ impl KeyState {
 /// An alert that has fired and not yet resolved.
 #[derive(Clone, Copy, Debug)]
 pub struct Firing {
-    pub id: uuid::Uuid,
+    /// Night (nightly rules) or time in ms of the firing; its id is rebuilt from it.
+    pub occasion: i64,
     pub severity: Severity,
 }
 
