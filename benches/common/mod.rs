@@ -30,6 +30,8 @@ pub fn criterion() -> Criterion {
         c.warm_up_time(Duration::from_millis(100))
             .measurement_time(Duration::from_millis(200))
             .without_plots()
+            // Keep smoke figures out of the baseline that full runs are compared with.
+            .save_baseline("smoke".to_string())
     } else {
         c.warm_up_time(Duration::from_secs(3))
             .measurement_time(Duration::from_secs(20))

@@ -13,7 +13,9 @@ mod series;
 mod state;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use crate::event::{Event, EventType};
@@ -73,13 +75,17 @@ struct Timer {
 pub struct Engine {
     rules: Arc<RuleSet>,
     config: EngineConfig,
-    keys: HashMap<String, KeyState>,
+    keys: FxHashMap<String, KeyState>,
     global_clock: i64,
     timers: BinaryHeap<Reverse<Timer>>,
     counters: Counters,
     /// For each event type (by position in `EventType::ALL`): series it feeds, rules it triggers.
     series_by_type: Vec<Vec<usize>>,
-    rules_by_type: Vec<Vec<usize>>,
+    /// For each event type, the rules it evaluates, in rule order (absence rules watch every
+    /// type).
+    evaluated_by_type: Vec<Vec<usize>>,
+    /// Key attributes other than the user id that some rule is partitioned by.
+    attribute_keys: Vec<KeySpec>,
     /// For each rule, the rules with an `[after]` on it.
     dependents: Vec<Vec<usize>>,
 }
@@ -94,11 +100,15 @@ impl Engine {
         for (i, s) in rules.series.iter().enumerate() {
             series_by_type[type_slot(s.from)].push(i);
         }
-        let mut rules_by_type = vec![Vec::new(); EventType::ALL.len()];
+        let mut evaluated_by_type = vec![Vec::new(); EventType::ALL.len()];
         let mut dependents = vec![Vec::new(); rules.rules.len()];
+        let mut attribute_keys = Vec::new();
         for (i, r) in rules.rules.iter().enumerate() {
             for ty in r.trigger_types() {
-                rules_by_type[type_slot(ty)].push(i);
+                evaluated_by_type[type_slot(ty)].push(i);
+            }
+            if matches!(r.key, KeySpec::Attribute(_)) && !attribute_keys.contains(&r.key) {
+                attribute_keys.push(r.key.clone());
             }
             if let Mode::Condition {
                 after: Some(after), ..
@@ -110,12 +120,13 @@ impl Engine {
         Engine {
             rules,
             config,
-            keys: HashMap::new(),
+            keys: FxHashMap::default(),
             global_clock: i64::MIN,
             timers: BinaryHeap::new(),
             counters: Counters::default(),
             series_by_type,
-            rules_by_type,
+            evaluated_by_type,
+            attribute_keys,
             dependents,
         }
     }
@@ -159,7 +170,7 @@ impl Engine {
     /// Processes one event: outputs are appended to `out`, in a deterministic order.
     pub fn process(&mut self, event: &Event, out: &mut Vec<OutputEvent>) -> Disposition {
         let t = event.time.millis();
-        if let Some(user) = self.keys.get(&event.user_id) {
+        if let Some(user) = self.keys.get(event.user_id.as_str()) {
             if t < user.clock.saturating_sub(self.config.allowed_lateness_ms) {
                 self.counters.late += 1;
                 return Disposition::Late;
@@ -172,70 +183,28 @@ impl Engine {
         }
         let rules = Arc::clone(&self.rules);
         let slot = type_slot(event.event_type());
-
-        // Keys this event belongs to: the user, plus any other key attribute a rule uses.
-        let mut keys: Vec<(KeySpec, String)> = vec![(KeySpec::UserId, event.user_id.clone())];
-        for &r in &self.rules_by_type[slot] {
-            if let KeySpec::Attribute(attr) = &rules.rules[r].key {
-                if let Some(value) = event.attribute(attr) {
-                    let spec = KeySpec::Attribute(attr.clone());
-                    if !keys.iter().any(|(s, _)| *s == spec) {
-                        keys.push((spec, format!("{attr}\u{1f}{value}")));
-                    }
-                }
-            }
-        }
-        for (spec, key) in &keys {
-            let state = self
-                .keys
-                .entry(key.clone())
-                .or_insert_with(|| KeyState::new(rules.series.len(), rules.rules.len()));
-            if t >= state.clock {
-                state.clock = t;
-                state.offset_seconds = event.time.offset_seconds();
-            }
-            for &s in &self.series_by_type[slot] {
-                let def = &rules.series[s];
-                if def.key == *spec {
-                    evaluate::feed_series(
-                        def,
-                        state.series[s].get_or_insert_with(|| {
-                            Box::new(series::SeriesState::new(
-                                def,
-                                self.config.allowed_lateness_ms,
-                            ))
-                        }),
-                        event,
-                        state.clock,
-                        self.config.allowed_lateness_ms,
-                    );
-                }
-            }
-        }
-        // Absence rules watch every event of the key, whatever its type.
-        let mut ctx = evaluate::Context {
-            rules: &rules,
-            dependents: &self.dependents,
-            counters: &mut self.counters,
-            timers: Vec::new(),
-        };
-        for (r, rule) in rules.rules.iter().enumerate() {
-            let triggered = match &rule.mode {
-                Mode::Absence { .. } => true,
-                _ => self.rules_by_type[slot].contains(&r),
-            };
-            if !triggered {
-                continue;
-            }
-            let Some((_, key)) = keys.iter().find(|(spec, _)| *spec == rule.key) else {
+        let mut timers = Vec::new();
+        self.process_key(
+            &rules,
+            &KeySpec::UserId,
+            &event.user_id,
+            slot,
+            event,
+            &mut timers,
+            out,
+        );
+        // Rules keyed by another attribute keep state under that attribute's value.
+        for i in 0..self.attribute_keys.len() {
+            let spec = self.attribute_keys[i].clone();
+            let KeySpec::Attribute(attr) = &spec else {
                 continue;
             };
-            let Some(state) = self.keys.get_mut(key) else {
-                continue;
-            };
-            ctx.evaluate_rule(r, key, state, event, out);
+            if let Some(value) = event.attribute(attr) {
+                let key = format!("{attr}\u{1f}{value}");
+                self.process_key(&rules, &spec, &key, slot, event, &mut timers, out);
+            }
         }
-        for (deadline, key, rule) in std::mem::take(&mut ctx.timers) {
+        for (deadline, key, rule) in timers {
             self.timers.push(Reverse(Timer {
                 deadline,
                 key,
@@ -243,6 +212,53 @@ impl Engine {
             }));
         }
         Disposition::Processed
+    }
+
+    /// Feeds the event to one key's series and evaluates that key's rules.
+    #[allow(clippy::too_many_arguments)]
+    fn process_key(
+        &mut self,
+        rules: &RuleSet,
+        spec: &KeySpec,
+        key: &str,
+        slot: usize,
+        event: &Event,
+        timers: &mut Vec<(i64, String, usize)>,
+        out: &mut Vec<OutputEvent>,
+    ) {
+        let t = event.time.millis();
+        let lateness = self.config.allowed_lateness_ms;
+        let state = match self.keys.get_mut(key) {
+            Some(state) => state,
+            None => self
+                .keys
+                .entry(key.to_string())
+                .or_insert_with(|| KeyState::new(rules.series.len(), rules.rules.len())),
+        };
+        if t >= state.clock {
+            state.clock = t;
+            state.offset_seconds = event.time.offset_seconds();
+        }
+        for &s in &self.series_by_type[slot] {
+            let def = &rules.series[s];
+            if def.key == *spec {
+                let series = state.series[s]
+                    .get_or_insert_with(|| Box::new(series::SeriesState::new(def, lateness)));
+                evaluate::feed_series(def, series, event, state.clock, lateness);
+            }
+        }
+        let mut ctx = evaluate::Context {
+            rules,
+            dependents: &self.dependents,
+            counters: &mut self.counters,
+            timers: std::mem::take(timers),
+        };
+        for &r in &self.evaluated_by_type[slot] {
+            if rules.rules[r].key == *spec {
+                ctx.evaluate_rule(r, key, state, event, out);
+            }
+        }
+        *timers = ctx.timers;
     }
 
     /// Fires absence timers whose deadline the global clock has reached.

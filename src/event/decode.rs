@@ -127,22 +127,20 @@ impl Decoder {
                 .collect();
             return Err(DecodeError::Schema(reasons.join("; ")));
         }
-        let Json::Object(mut object) = json else {
-            return Err(DecodeError::NotObject("a non-object"));
-        };
-        let mut take_str = |key: &str| match object.remove(key) {
-            Some(Json::String(s)) => Ok(s),
+        // Decode the typed event from the validated value by reference: no map surgery.
+        let text = |key: &str| match json.get(key) {
+            Some(Json::String(s)) => Ok(s.as_str()),
             _ => Err(DecodeError::Schema(format!("/{key}: expected a string"))),
         };
-        let id = take_str("id")?;
-        let user_id = take_str("user_id")?;
-        let source = take_str("source")?;
-        let time_text = take_str("time")?;
-        let time =
-            EventTime::parse(&time_text).map_err(|e| DecodeError::Schema(format!("/time: {e}")))?;
-        let data = object.remove("data").unwrap_or(Json::Null);
-        let data = EventData::from_json(ty, data)
+        let time = EventTime::parse(text("time")?)
+            .map_err(|e| DecodeError::Schema(format!("/time: {e}")))?;
+        let data = EventData::from_json_ref(ty, json.get("data").unwrap_or(&Json::Null))
             .map_err(|e| DecodeError::Schema(format!("/data: {e}")))?;
+        let (id, user_id, source) = (
+            text("id")?.to_string(),
+            text("user_id")?.to_string(),
+            text("source")?.to_string(),
+        );
         Ok(Event {
             id,
             user_id,

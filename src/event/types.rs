@@ -107,6 +107,12 @@ macro_rules! event_types {
                 Ok(match ty { $(EventType::$variant => EventData::$variant(serde_json::from_value(data)?)),* })
             }
 
+            /// Decodes a payload of the given type from a borrowed JSON value.
+            pub fn from_json_ref(ty: EventType, data: &serde_json::Value) -> serde_json::Result<EventData> {
+                use serde::Deserialize;
+                Ok(match ty { $(EventType::$variant => EventData::$variant($data::deserialize(data)?)),* })
+            }
+
             pub fn to_json(&self) -> serde_json::Value {
                 let value = match self { $(EventData::$variant(d) => serde_json::to_value(d)),* };
                 value.unwrap_or(serde_json::Value::Null)
