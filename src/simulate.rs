@@ -357,7 +357,7 @@ impl UserSim {
         let walk_hr = (day_rest_hr + uniform(&mut rng, 25.0, 35.0)).min(110.0);
         let run_hr = uniform(&mut rng, 135.0, 160.0);
 
-        let hr_user = config.heart_rate && config.hr_users.map_or(true, |n| index < n);
+        let hr_user = config.heart_rate && config.hr_users.is_none_or(|n| index < n);
         let hr_from_day =
             hr_user.then(|| config.hr_days.map_or(0, |n| config.days.saturating_sub(n)));
         let hours = config.hr_hours_per_day.clamp(0.0, MAX_HR_HOURS_PER_DAY);

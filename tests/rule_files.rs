@@ -39,7 +39,7 @@ fn run_rule_tests(dir: &Path) -> usize {
 fn shipped_rule_pack_passes_its_rule_tests() {
     let dir = root().join("rules");
     let count = run_rule_tests(&dir);
-    let rules = find_rule_files(&[dir.clone()]).unwrap();
+    let rules = find_rule_files(std::slice::from_ref(&dir)).unwrap();
     let tests = find_test_files(&[dir]).unwrap();
     assert_eq!(rules.len(), 8, "the pack has eight rules");
     for rule in &rules {
