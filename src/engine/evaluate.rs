@@ -226,19 +226,7 @@ impl Context<'_> {
         if let Some(firing) = rs.firing {
             if resolve.as_ref().is_some_and(|c| c.holds(&env)) {
                 rs.firing = None;
-                let occasion = occasion(rule, night, t);
-                let firing_id = firing_id(rule, key, firing);
-                let decision = Decision {
-                    state: Some(AlertState::Resolved),
-                    severity: firing.severity,
-                    time: event.time,
-                    night: rule.nightly.then_some(night),
-                    occasion: format!("{firing_id}\u{1f}{occasion}"),
-                    ids: vec![event.id.clone()],
-                    firing_id: Some(firing_id),
-                    eval: Some(&eval),
-                    event: Some(event),
-                };
+                let decision = resolution(rule, key, firing, event, Some(&eval));
                 self.emit(r, key, state, decision, out);
             }
             return;
@@ -329,18 +317,7 @@ impl Context<'_> {
         let rs = state.rules[r].get_or_insert_with(Default::default);
         if watched {
             if let Some(firing) = rs.firing.take() {
-                let firing_id = firing_id(rule, key, firing);
-                let decision = Decision {
-                    state: Some(AlertState::Resolved),
-                    severity: firing.severity,
-                    time: event.time,
-                    night: None,
-                    occasion: format!("{firing_id}\u{1f}{t}"),
-                    ids: vec![event.id.clone()],
-                    firing_id: Some(firing_id),
-                    eval: None,
-                    event: Some(event),
-                };
+                let decision = resolution(rule, key, firing, event, None);
                 self.emit(r, key, state, decision, out);
             }
         }
@@ -587,6 +564,32 @@ fn step_matches(step: &Step, event: &Event) -> bool {
             .filter
             .as_ref()
             .is_none_or(|f| f.holds(&EventEnv { event }))
+}
+
+/// The resolved output of `firing`, caused by `event`.
+fn resolution<'a>(
+    rule: &Rule,
+    key: &str,
+    firing: Firing,
+    event: &'a Event,
+    eval: Option<&'a Evaluation>,
+) -> Decision<'a> {
+    let night = event.time.local_day();
+    let firing_id = firing_id(rule, key, firing);
+    Decision {
+        state: Some(AlertState::Resolved),
+        severity: firing.severity,
+        time: event.time,
+        night: rule.nightly.then_some(night),
+        occasion: format!(
+            "{firing_id}\u{1f}{}",
+            occasion(rule, night, event.time.millis())
+        ),
+        ids: vec![event.id.clone()],
+        firing_id: Some(firing_id),
+        eval,
+        event: Some(event),
+    }
 }
 
 /// The id of the firing output a resolved output refers to, rebuilt from what was kept.
