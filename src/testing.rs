@@ -206,6 +206,7 @@ fn run_case(case: &TestCase, rules: &Arc<RuleSet>, default_rule: &str) -> Result
         Arc::clone(rules),
         EngineConfig {
             allowed_lateness_ms: lateness,
+            ..Default::default()
         },
     );
     let mut outputs: Vec<OutputEvent> = Vec::new();

@@ -26,6 +26,7 @@ fn run_lines(input: &[u8], lateness_ms: i64, max_line: usize) -> Run {
         rules(),
         EngineConfig {
             allowed_lateness_ms: lateness_ms,
+            ..Default::default()
         },
     );
     let decoder = Decoder::with_max_line_bytes(max_line);
@@ -178,4 +179,63 @@ fn arbitrary_bytes_never_panic() {
         run.summary.lines,
         run.summary.events + run.summary.dead_lettered
     );
+}
+
+#[test]
+fn a_state_ttl_drops_idle_users_but_keeps_open_alerts() {
+    let config = EngineConfig {
+        state_ttl_ms: Some(86_400_000),
+        ..Default::default()
+    };
+    let mut engine = Engine::new(rules(), config);
+    let decoder = Decoder::new();
+    let mut out = Vec::new();
+    let mut feed = |engine: &mut Engine, line: String| {
+        engine.process(&decoder.decode(line.as_bytes()).unwrap(), &mut out);
+    };
+    // `quiet` sends one sample; `busy` keeps sending for three days.
+    feed(&mut engine, hr("quiet", "2024-05-01T08:00:00Z", 60.0));
+    for hour in 0..72 {
+        let time = format!("2024-05-{:02}T{:02}:00:00Z", 1 + hour / 24, hour % 24);
+        feed(&mut engine, hr("busy", &time, 60.0));
+    }
+    // After 48 h the absence alert of `quiet` fires: its state is kept while it is firing,
+    // though it has been idle for longer than the TTL.
+    assert_eq!(engine.keys_in_state(), 2);
+    assert_eq!(engine.counters().keys_expired, 0);
+    // With rules that leave nothing open, an idle user's state goes.
+    let mut plain = Engine::new(
+        Arc::new(
+            load_rules(&[
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules/constructs")
+            ])
+            .unwrap(),
+        ),
+        EngineConfig {
+            state_ttl_ms: Some(86_400_000),
+            ..Default::default()
+        },
+    );
+    let step = |user: &str, time: &str| {
+        format!(
+            r#"{{"id":"{user}{time}","user_id":"{user}","type":"step_count","source":"t","time":"{time}","data":{{"step_count":10}}}}"#
+        )
+    };
+    let mut sink = Vec::new();
+    for line in [
+        step("idle", "2024-05-01T08:00:00Z"),
+        step("busy", "2024-05-01T09:00:00Z"),
+        step("busy", "2024-05-01T20:00:00Z"),
+    ] {
+        plain.process(&decoder.decode(line.as_bytes()).unwrap(), &mut sink);
+    }
+    assert_eq!(plain.keys_in_state(), 2);
+    let later = step("busy", "2024-05-02T10:00:00Z");
+    plain.process(&decoder.decode(later.as_bytes()).unwrap(), &mut sink);
+    assert_eq!(
+        plain.keys_in_state(),
+        1,
+        "idle for more than the TTL: dropped"
+    );
+    assert_eq!(plain.counters().keys_expired, 1);
 }

@@ -34,6 +34,10 @@ pub struct RunArgs {
     /// How far behind its user's event time an event may be and still count, e.g. "1h".
     #[arg(long, default_value = "1h")]
     allowed_lateness: String,
+    /// Drop a user's state once the stream's clock is this far past the user's latest event,
+    /// e.g. "90d" (default: keep it; a firing alert or pending timer always keeps it).
+    #[arg(long)]
+    state_ttl: Option<String>,
     /// Longest accepted input line, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES)]
     max_line_bytes: usize,
@@ -58,6 +62,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         rules,
         EngineConfig {
             allowed_lateness_ms: lateness,
+            state_ttl_ms: args
+                .state_ttl
+                .as_deref()
+                .map(parse_duration)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--state-ttl: {e}"))?,
         },
     );
     let decoder = Decoder::with_max_line_bytes(args.max_line_bytes);

@@ -29,15 +29,25 @@ pub struct EngineConfig {
     /// How far behind its key's event time an event may arrive and still be processed (ms).
     /// Later events go to the late output.
     pub allowed_lateness_ms: i64,
+    /// Drop a key's state once the global clock is this far past the key's own event time
+    /// (ms), unless an alert of it is firing or a timer of it is pending. `None` keeps state
+    /// for as long as the key might come back: with per-user event time, a user who syncs
+    /// late may still need windows that are old by the global clock, so dropping is a choice
+    /// for the operator (Flink's state TTL, Kafka Streams' retention), not a default.
+    pub state_ttl_ms: Option<i64>,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             allowed_lateness_ms: 3_600_000,
+            state_ttl_ms: None,
         }
     }
 }
+
+/// How often (in global event time) idle keys are looked for, when a state TTL is set.
+const TTL_SWEEP_EVERY_MS: i64 = 3_600_000;
 
 /// What happened to an input event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +65,8 @@ pub struct Counters {
     pub alerts_firing: u64,
     pub alerts_resolved: u64,
     pub milestones: u64,
+    /// Keys whose state was dropped by the state TTL.
+    pub keys_expired: u64,
 }
 
 impl Counters {
@@ -77,6 +89,8 @@ pub struct Engine {
     config: EngineConfig,
     keys: FxHashMap<String, KeyState>,
     global_clock: i64,
+    /// Global clock at the last idle-key sweep.
+    last_sweep: i64,
     timers: BinaryHeap<Reverse<Timer>>,
     counters: Counters,
     /// For each event type (by position in `EventType::ALL`): series it feeds, rules it triggers.
@@ -122,6 +136,7 @@ impl Engine {
             config,
             keys: FxHashMap::default(),
             global_clock: i64::MIN,
+            last_sweep: i64::MIN,
             timers: BinaryHeap::new(),
             counters: Counters::default(),
             series_by_type,
@@ -180,6 +195,7 @@ impl Engine {
         if t > self.global_clock {
             self.global_clock = t;
             self.fire_timers(out);
+            self.expire_idle_keys();
         }
         let rules = Arc::clone(&self.rules);
         let slot = type_slot(event.event_type());
@@ -259,6 +275,22 @@ impl Engine {
             }
         }
         *timers = ctx.timers;
+    }
+
+    /// With a state TTL, drops keys idle for longer than it (see [`EngineConfig`]).
+    fn expire_idle_keys(&mut self) {
+        let Some(ttl) = self.config.state_ttl_ms else {
+            return;
+        };
+        if self.global_clock < self.last_sweep.saturating_add(TTL_SWEEP_EVERY_MS) {
+            return;
+        }
+        self.last_sweep = self.global_clock;
+        let horizon = self.global_clock.saturating_sub(ttl);
+        let before = self.keys.len();
+        self.keys
+            .retain(|_, state| state.clock >= horizon || state.holds_open_work());
+        self.counters.keys_expired += (before - self.keys.len()) as u64;
     }
 
     /// Fires absence timers whose deadline the global clock has reached.

@@ -26,6 +26,15 @@ impl KeyState {
         }
     }
 
+    /// True while an alert of this key is firing or an absence timer is pending: dropping
+    /// the state would lose a resolution or a firing.
+    pub fn holds_open_work(&self) -> bool {
+        self.rules.iter().flatten().any(|r| {
+            r.firing.is_some()
+                || matches!(r.extra.as_deref(), Some(Extra::Absence(a)) if a.deadline.is_some())
+        })
+    }
+
     /// Approximate heap bytes held (the struct itself is counted by its container).
     pub fn heap_bytes(&self) -> usize {
         self.series.len() * std::mem::size_of::<Option<Box<SeriesState>>>()
