@@ -39,10 +39,11 @@ pub fn compile_files(files: &[SourceFile]) -> Result<RuleSet, Vec<Diagnostic>> {
             text: &file.text,
             diags: Vec::new(),
         };
+        // A rule with problems still takes part in linking, so references between rules are
+        // checked (and reported) in the same run, and a rule that refers to it does not get a
+        // spurious "no rule has id" error.
         if let Some(partial) = checker.check_file() {
-            if checker.diags.is_empty() {
-                partials.push(partial);
-            }
+            partials.push(partial);
         }
         diagnostics.extend(checker.diags);
     }
@@ -581,7 +582,8 @@ impl Checker<'_> {
             Mode::Condition {
                 on,
                 filter,
-                fire: when?,
+                // A failed condition was reported; keep checking the rest of the file.
+                fire: when.unwrap_or(Expr::Const(super::expr::ConstValue::Null)),
                 streak,
                 cooldown,
                 resolve,
