@@ -83,3 +83,35 @@ pub fn timer_overhead_ns() -> u64 {
     std::hint::black_box(sink);
     (start.elapsed().as_nanos() / n as u128) as u64
 }
+
+/// Time this thread has spent on a CPU, in ns (`/proc/thread-self/schedstat`, Linux): unlike
+/// wall time, it does not count the time other processes held the core, so figures stay
+/// comparable on a busy machine. None where unavailable.
+pub fn thread_cpu_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// Runs `f` and returns (wall ns, on-CPU ns if known).
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, u64, Option<u64>) {
+    let cpu0 = thread_cpu_ns();
+    let start = std::time::Instant::now();
+    let out = f();
+    let wall = start.elapsed().as_nanos() as u64;
+    let cpu = thread_cpu_ns().zip(cpu0).map(|(b, a)| b.saturating_sub(a));
+    (out, wall, cpu)
+}
+
+/// "N events/s (wall) / M events/s (on-CPU)" for `events` processed in the given times.
+pub fn rates(events: usize, wall_ns: u64, cpu_ns: Option<u64>) -> String {
+    let per_s = |ns: u64| events as f64 / (ns as f64 / 1e9);
+    match cpu_ns {
+        Some(cpu) => format!(
+            "{:.0} events/s wall, {:.0} events/s on-CPU ({:.0} ns/event on-CPU)",
+            per_s(wall_ns),
+            per_s(cpu),
+            cpu as f64 / events as f64
+        ),
+        None => format!("{:.0} events/s wall", per_s(wall_ns)),
+    }
+}

@@ -1,30 +1,63 @@
 //! One value per local night, for the last few nights, in as few bytes as exactness allows.
 //!
 //! Nightly state is most of what a user costs (a 60-night baseline per metric), so the store
-//! is a ring of slots indexed by day number, and values are kept in the narrowest type that
-//! holds every value stored so far exactly: `u16` for whole numbers below 65 535 (bpm and ms
-//! as devices report them), then `f32`, then `f64` — widening for good the first time a value
-//! does not fit. No value is ever rounded. An empty slot is `u16::MAX` or NaN (stored values
-//! are finite), so presence costs no extra bytes.
+//! is a ring of slots indexed by day number, and values are kept in the narrowest encoding that
+//! holds every value stored so far exactly: a `u16` fixed-point number with 0, 1 or 2 decimals
+//! (bpm and ms as devices report them: `52`, `43.1`), then `f32`, then `f64` — widening the
+//! first time a value does not fit. Decoding is `raw / 10^decimals`, a correctly rounded
+//! division, so a value is exact when it is the double nearest to that decimal; nothing is
+//! ever rounded. An empty slot is `u16::MAX` or NaN (stored values are finite), so presence
+//! costs no extra bytes.
 
 /// Values of the ring, narrow while exact.
 #[derive(Debug, Clone)]
 enum Slots {
-    Whole(Box<[u16]>),
+    Fixed { values: Box<[u16]>, decimals: u8 },
     Narrow(Box<[f32]>),
     Wide(Box<[f64]>),
 }
 
-const NO_WHOLE: u16 = u16::MAX;
+const EMPTY_FIXED: u16 = u16::MAX;
+const MAX_DECIMALS: u8 = 2;
 
-fn as_whole(v: f64) -> Option<u16> {
-    let w = v as u16;
-    (f64::from(w) == v && w != NO_WHOLE && v.is_sign_positive()).then_some(w)
+fn scale(decimals: u8) -> f64 {
+    10f64.powi(i32::from(decimals))
+}
+
+/// `v` as a fixed-point number with `decimals` decimals, if that is exact and fits.
+fn as_fixed(v: f64, decimals: u8) -> Option<u16> {
+    let p = scale(decimals);
+    let raw = (v * p).round();
+    (raw >= 0.0 && raw < f64::from(EMPTY_FIXED) && raw / p == v && v.is_sign_positive())
+        .then_some(raw as u16)
 }
 
 fn as_narrow(v: f64) -> Option<f32> {
     let n = v as f32;
     (f64::from(n) == v).then_some(n)
+}
+
+/// The narrowest encoding holding all `values` exactly, filled from them (`None`: empty).
+fn encode(values: &[Option<f64>]) -> Slots {
+    let present = || values.iter().flatten();
+    for decimals in 0..=MAX_DECIMALS {
+        if present().all(|v| as_fixed(*v, decimals).is_some()) {
+            let values = values
+                .iter()
+                .map(|v| v.and_then(|v| as_fixed(v, decimals)).unwrap_or(EMPTY_FIXED))
+                .collect();
+            return Slots::Fixed { values, decimals };
+        }
+    }
+    if present().all(|v| as_narrow(*v).is_some()) {
+        return Slots::Narrow(
+            values
+                .iter()
+                .map(|v| v.map_or(f32::NAN, |v| v as f32))
+                .collect(),
+        );
+    }
+    Slots::Wide(values.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
 }
 
 /// A ring of `capacity` consecutive nights ending at the newest night seen.
@@ -39,13 +72,16 @@ impl NightStore {
         let capacity = capacity.max(1);
         NightStore {
             newest: i32::MIN,
-            slots: Slots::Whole(vec![NO_WHOLE; capacity].into_boxed_slice()),
+            slots: Slots::Fixed {
+                values: vec![EMPTY_FIXED; capacity].into_boxed_slice(),
+                decimals: 0,
+            },
         }
     }
 
     fn capacity(&self) -> usize {
         match &self.slots {
-            Slots::Whole(s) => s.len(),
+            Slots::Fixed { values, .. } => values.len(),
             Slots::Narrow(s) => s.len(),
             Slots::Wide(s) => s.len(),
         }
@@ -59,7 +95,9 @@ impl NightStore {
 
     fn get(&self, slot: usize) -> Option<f64> {
         match &self.slots {
-            Slots::Whole(values) => Some(values[slot]).filter(|v| *v != NO_WHOLE).map(f64::from),
+            Slots::Fixed { values, decimals } => Some(values[slot])
+                .filter(|v| *v != EMPTY_FIXED)
+                .map(|v| f64::from(v) / scale(*decimals)),
             Slots::Narrow(values) => Some(f64::from(values[slot])).filter(|v| !v.is_nan()),
             Slots::Wide(values) => Some(values[slot]).filter(|v| !v.is_nan()),
         }
@@ -67,7 +105,7 @@ impl NightStore {
 
     fn clear(&mut self, slot: usize) {
         match &mut self.slots {
-            Slots::Whole(values) => values[slot] = NO_WHOLE,
+            Slots::Fixed { values, .. } => values[slot] = EMPTY_FIXED,
             Slots::Narrow(values) => values[slot] = f32::NAN,
             Slots::Wide(values) => values[slot] = f64::NAN,
         }
@@ -102,29 +140,21 @@ impl NightStore {
             return;
         }
         let slot = self.slot(day);
-        self.widen_for(v);
-        match &mut self.slots {
-            Slots::Whole(values) => values[slot] = as_whole(v).unwrap_or(NO_WHOLE),
-            Slots::Narrow(values) => values[slot] = v as f32,
-            Slots::Wide(values) => values[slot] = v,
-        }
-    }
-
-    /// Widens the ring, keeping empty slots empty, until `v` fits exactly.
-    fn widen_for(&mut self, v: f64) {
-        let widen = |x: Option<f64>| x.unwrap_or(f64::NAN);
-        match &self.slots {
-            Slots::Whole(values) if as_whole(v).is_none() => {
-                let old: Vec<Option<f64>> = (0..values.len()).map(|s| self.get(s)).collect();
-                self.slots = match as_narrow(v) {
-                    Some(_) => Slots::Narrow(old.into_iter().map(|x| widen(x) as f32).collect()),
-                    None => Slots::Wide(old.into_iter().map(widen).collect()),
-                };
+        let fits = match &mut self.slots {
+            Slots::Fixed { values, decimals } => {
+                as_fixed(v, *decimals).map(|raw| values[slot] = raw)
             }
-            Slots::Narrow(values) if as_narrow(v).is_none() => {
-                self.slots = Slots::Wide(values.iter().map(|x| f64::from(*x)).collect());
+            Slots::Narrow(values) => as_narrow(v).map(|n| values[slot] = n),
+            Slots::Wide(values) => {
+                values[slot] = v;
+                Some(())
             }
-            _ => {}
+        };
+        if fits.is_none() {
+            // Re-encode everything in the narrowest encoding that also holds `v`.
+            let mut all: Vec<Option<f64>> = (0..self.capacity()).map(|s| self.get(s)).collect();
+            all[slot] = Some(v);
+            self.slots = encode(&all);
         }
     }
 
@@ -148,7 +178,7 @@ impl NightStore {
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
         match &self.slots {
-            Slots::Whole(s) => s.len() * 2,
+            Slots::Fixed { values, .. } => values.len() * 2,
             Slots::Narrow(s) => s.len() * 4,
             Slots::Wide(s) => s.len() * 8,
         }
@@ -193,11 +223,22 @@ mod tests {
         s.insert(1, 52.0);
         assert_eq!(s.heap_bytes(), 70 * 2);
         s.insert(3, 36.5);
-        assert_eq!(s.heap_bytes(), 70 * 4);
+        s.insert(5, 43.12);
+        assert_eq!(s.heap_bytes(), 70 * 2, "two decimals still fit");
+        assert_eq!(collect(&s, 0, 5), vec![(1, 52.0), (3, 36.5), (5, 43.12)]);
+        s.insert(6, 1000.25);
+        assert_eq!(s.heap_bytes(), 70 * 8, "100025 overflows a u16, and 43.12 is no f32: f64");
         let x = 55f64.ln();
         s.insert(4, x);
-        assert_eq!(collect(&s, 0, 5), vec![(1, 52.0), (3, 36.5), (4, x)]);
+        assert_eq!(
+            collect(&s, 0, 6),
+            vec![(1, 52.0), (3, 36.5), (4, x), (5, 43.12), (6, 1000.25)]
+        );
         assert_eq!(s.heap_bytes(), 70 * 8);
+        let mut s = NightStore::new(4);
+        s.insert(1, 0.5);
+        s.insert(2, 1000.25);
+        assert_eq!(s.heap_bytes(), 4 * 4, "f32 holds both exactly");
         let mut s = NightStore::new(4);
         s.insert(1, -3.0);
         s.insert(2, 65_535.0);
