@@ -227,7 +227,11 @@ mod tests {
         assert_eq!(s.heap_bytes(), 70 * 2, "two decimals still fit");
         assert_eq!(collect(&s, 0, 5), vec![(1, 52.0), (3, 36.5), (5, 43.12)]);
         s.insert(6, 1000.25);
-        assert_eq!(s.heap_bytes(), 70 * 8, "100025 overflows a u16, and 43.12 is no f32: f64");
+        assert_eq!(
+            s.heap_bytes(),
+            70 * 8,
+            "100025 overflows a u16, and 43.12 is no f32: f64"
+        );
         let x = 55f64.ln();
         s.insert(4, x);
         assert_eq!(
