@@ -57,10 +57,15 @@ fn one_shot(rules: &Arc<RuleSet>, users: usize, days: u32) {
     let mut rate_events = 0usize;
     let wall = Instant::now();
     let mut next_checkpoint = expected / 6;
+    let mut rss_start: Option<(f64, f64)> = None;
     loop {
         fill(&mut chunk, &mut sim, CHUNK);
         if chunk.is_empty() {
             break;
+        }
+        if rss_start.is_none() {
+            // The generator and the chunk buffer exist, the engine is still empty.
+            rss_start = common::rss_mib();
         }
         let timed_per_call = chunks % 8 == 3;
         let cpu0 = common::thread_cpu_ns();
@@ -116,11 +121,12 @@ fn one_shot(rules: &Arc<RuleSet>, users: usize, days: u32) {
         "  RESULT state: {bytes} bytes for {keys} keys = {:.0} bytes per user (target <= 1024)",
         bytes as f64 / keys.max(1) as f64
     );
-    if let Some((rss, peak)) = common::rss_mib() {
+    if let (Some((rss, peak)), Some((start, _))) = (common::rss_mib(), rss_start) {
         println!(
-            "  process resident memory now {rss:.0} MiB, peak {peak:.0} MiB (includes the generator \
-             and a {CHUNK}-event buffer): {:.0} bytes per user",
-            rss * 1048576.0 / users as f64
+            "  process resident memory: {start:.0} MiB with the generator and first chunk and an \
+             empty engine, {rss:.0} MiB at the end (peak {peak:.0} MiB): the engine added \
+             {:.0} bytes per user as the allocator sees it",
+            (rss - start) * 1048576.0 / users as f64
         );
     }
     println!("  outputs per rule: {fired:?}");

@@ -26,17 +26,19 @@ pub fn rule_pack() -> Arc<RuleSet> {
 /// Criterion with settings for multi-second iterations; command-line flags still win.
 pub fn criterion() -> Criterion {
     let c = Criterion::default().sample_size(10);
-    let c = if smoke() {
+    if smoke() {
         c.warm_up_time(Duration::from_millis(100))
             .measurement_time(Duration::from_millis(200))
             .without_plots()
-            // Keep smoke figures out of the baseline that full runs are compared with.
+            .configure_from_args()
+            // After the flags (whose default baseline is "base"): keep smoke figures out of
+            // the baseline that full runs are compared with.
             .save_baseline("smoke".to_string())
     } else {
         c.warm_up_time(Duration::from_secs(3))
             .measurement_time(Duration::from_secs(20))
-    };
-    c.configure_from_args()
+            .configure_from_args()
+    }
 }
 
 /// Prints p50/p90/p99/p99.9/max of per-call latencies given in nanoseconds.
