@@ -338,7 +338,12 @@ impl Context<'_> {
         };
         if let Some(deadline) = new_deadline {
             extra.deadline = Some(deadline);
-            extra.cause = Some(event.id.clone());
+            // "A not followed by B" cites A. A plain absence has no input event behind it (the
+            // silence is the cause; its start is the firing time minus the timeout), and not
+            // keeping the last event's id saves every user ~70 bytes.
+            if start.is_some() {
+                extra.cause = Some(event.id.clone());
+            }
             if extra.queued.is_none() {
                 extra.queued = Some(deadline);
                 self.timers.push((deadline, key.to_string(), r));

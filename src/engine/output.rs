@@ -68,8 +68,9 @@ pub struct OutputData {
     pub stats: IndexMap<String, Option<f64>>,
     /// Number of samples in each statistic's window.
     pub samples: IndexMap<String, u64>,
-    /// Ids of the input events that decided it: the triggering event first, then the rest of
-    /// a streak or sequence.
+    /// Ids of the input events that decided it: the triggering event (for a streak, the night
+    /// that completed the run); for a sequence, the matched events, triggering one first; for
+    /// an absence, the `after` step's event, or none.
     pub input_event_ids: Vec<String>,
     /// Resolved alerts: the id of the firing they resolve.
     #[serde(default, skip_serializing_if = "Option::is_none")]
