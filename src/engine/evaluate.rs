@@ -147,7 +147,7 @@ pub struct Context<'a> {
     pub dependents: &'a [Vec<usize>],
     pub counters: &'a mut Counters,
     /// Timers to queue: (deadline, key, rule).
-    pub timers: Vec<(i64, String, usize)>,
+    pub timers: Vec<(i64, Box<str>, usize)>,
 }
 
 impl Context<'_> {
@@ -342,11 +342,11 @@ impl Context<'_> {
             // silence is the cause; its start is the firing time minus the timeout), and not
             // keeping the last event's id saves every user ~70 bytes.
             if start.is_some() {
-                extra.cause = Some(event.id.clone());
+                extra.cause = Some(event.id.as_str().into());
             }
-            if extra.queued.is_none() {
-                extra.queued = Some(deadline);
-                self.timers.push((deadline, key.to_string(), r));
+            if !extra.queued {
+                extra.queued = true;
+                self.timers.push((deadline, key.into(), r));
             }
         }
     }
@@ -367,13 +367,13 @@ impl Context<'_> {
         };
         let already_firing = rs.firing.is_some();
         let extra = rs.absence();
-        extra.queued = None;
+        extra.queued = false;
         let Some(deadline) = extra.deadline else {
             return;
         };
         if deadline > due {
-            extra.queued = Some(deadline);
-            self.timers.push((deadline, key.to_string(), r));
+            extra.queued = true;
+            self.timers.push((deadline, key.into(), r));
             return;
         }
         extra.deadline = None;
@@ -393,7 +393,7 @@ impl Context<'_> {
             time,
             night: None,
             occasion: deadline.to_string(),
-            ids: cause.into_iter().collect(),
+            ids: cause.into_iter().map(String::from).collect(),
             firing_id: None,
             eval: None,
             event: None,

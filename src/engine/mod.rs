@@ -79,7 +79,7 @@ impl Counters {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Timer {
     deadline: i64,
-    key: String,
+    key: Box<str>,
     rule: usize,
 }
 
@@ -87,7 +87,7 @@ struct Timer {
 pub struct Engine {
     rules: Arc<RuleSet>,
     config: EngineConfig,
-    keys: FxHashMap<String, KeyState>,
+    keys: FxHashMap<Box<str>, KeyState>,
     global_clock: i64,
     /// Global clock at the last idle-key sweep.
     last_sweep: i64,
@@ -173,11 +173,11 @@ impl Engine {
     pub fn state_bytes(&self) -> usize {
         // The table's slots (with hashbrown's control byte), occupied or not, plus what each
         // key and its state hold on the heap.
-        self.keys.capacity() * (std::mem::size_of::<(String, KeyState)>() + 1)
+        self.keys.capacity() * (std::mem::size_of::<(Box<str>, KeyState)>() + 1)
             + self
                 .keys
                 .iter()
-                .map(|(k, s)| k.capacity() + s.heap_bytes())
+                .map(|(k, s)| k.len() + s.heap_bytes())
                 .sum::<usize>()
             + self.timers.len() * std::mem::size_of::<Timer>()
     }
@@ -239,7 +239,7 @@ impl Engine {
         key: &str,
         slot: usize,
         event: &Event,
-        timers: &mut Vec<(i64, String, usize)>,
+        timers: &mut Vec<(i64, Box<str>, usize)>,
         out: &mut Vec<OutputEvent>,
     ) {
         let t = event.time.millis();
@@ -248,7 +248,7 @@ impl Engine {
             Some(state) => state,
             None => self
                 .keys
-                .entry(key.to_string())
+                .entry(key.into())
                 .or_insert_with(|| KeyState::new(rules.series.len(), rules.rules.len())),
         };
         if t >= state.clock {

@@ -94,9 +94,10 @@ pub struct PartialMatch {
 pub struct Absence {
     /// When the timeout expires (ms), and the event that started it.
     pub deadline: Option<i64>,
-    pub cause: Option<String>,
-    /// The deadline a timer is queued for, so each key and rule has one queued timer.
-    pub queued: Option<i64>,
+    pub cause: Option<Box<str>>,
+    /// Whether a timer for this key and rule is in the queue: there is at most one, and a
+    /// timer that comes due before a moved deadline re-queues itself.
+    pub queued: bool,
 }
 
 /// State only some kinds of rules need, kept out of line so the common case stays small.
@@ -172,7 +173,7 @@ impl RuleState {
                 std::mem::size_of::<Extra>()
                     + match e {
                         Extra::Armed(_) => 0,
-                        Extra::Absence(a) => a.cause.as_ref().map_or(0, String::capacity),
+                        Extra::Absence(a) => a.cause.as_ref().map_or(0, |c| c.len()),
                         Extra::Sequence(partials) => partials
                             .iter()
                             .map(|p| std::mem::size_of::<PartialMatch>() + ids(&p.ids))
