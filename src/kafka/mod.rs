@@ -44,7 +44,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// An admin client with the deadline every call gets.
 pub struct Admin {
     client: AdminClient<DefaultClientContext>,
-    timeout: Duration,
+    pub(crate) timeout: Duration,
     brokers: String,
 }
 

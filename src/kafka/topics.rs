@@ -445,6 +445,9 @@ pub async fn apply(admin: &Admin, config: &KafkaConfig) -> anyhow::Result<ApplyR
             result.map_err(|(_, code)| anyhow!("cannot alter the configs of {name}: {code}"))?;
         }
     }
+    if !report.changes.is_empty() {
+        wait_until_visible(admin, config, &mut report).await?;
+    }
     // Creations first, then partitions, then configs, each in the configuration's order.
     report.changes.sort_by_key(|c| match c {
         Change::Created { .. } => 0,
@@ -452,6 +455,48 @@ pub async fn apply(admin: &Admin, config: &KafkaConfig) -> anyhow::Result<ApplyR
         Change::Config { .. } => 2,
     });
     Ok(report)
+}
+
+/// Waits until the broker reports what `apply` changed: brokers answer from a metadata cache
+/// that follows the controller a moment later, and a second `apply` (or a `show`) right after
+/// this one must see the new state. Past the deadline, a warning says so.
+async fn wait_until_visible(
+    admin: &Admin,
+    config: &KafkaConfig,
+    report: &mut ApplyReport,
+) -> anyhow::Result<()> {
+    let started = tokio::time::Instant::now();
+    loop {
+        let statuses = show(admin, config).await?;
+        // Only what apply can fix counts; surplus partitions and replication stay as they are.
+        let pending: Vec<String> = statuses
+            .iter()
+            .flat_map(|s| {
+                s.differences.iter().filter_map(move |d| {
+                    let fixable = match d.field {
+                        "exists" | RETENTION_MS | CLEANUP_POLICY => true,
+                        "partitions" => {
+                            s.actual.as_ref().map(|o| o.partitions) < Some(s.configured.partitions)
+                        }
+                        _ => false,
+                    };
+                    fixable.then(|| format!("{} {}", s.name, d.field))
+                })
+            })
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() >= admin.timeout {
+            report.warnings.push(format!(
+                "the broker does not report these changes yet: {}; run `vigil topics show` \
+                 in a moment",
+                pending.join(", ")
+            ));
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 #[cfg(test)]
