@@ -18,13 +18,18 @@
 //! - [`import`]: converters from vendor exports (WHOOP) into Vigil events;
 //! - [`simulate`]: realistic synthetic users for fixtures, demos and benchmarks;
 //! - [`schema`]: the JSON Schemas published in `schemas/`;
+//! - [`config`]: `vigil.toml`, the production mode's configuration (defaults, file,
+//!   `VIGIL_…` environment variables);
+//! - [`kafka`]: the Kafka edge — clients from the configuration, topic provisioning;
 //! - [`cli`]: the `vigil` command.
 
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod event;
 pub mod import;
 pub mod io;
+pub mod kafka;
 pub mod rules;
 pub mod schema;
 pub mod simulate;

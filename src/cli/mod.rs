@@ -1,7 +1,9 @@
 //! The `vigil` command: one file per subcommand, dispatched from a closed enum.
 //!
-//! Exit codes: 0 success; 1 an operational error (unreadable input, I/O); 2 bad usage;
-//! 3 invalid rules (`check`, and any command that loads rules); 4 failing rule tests.
+//! Exit codes: 0 success; 1 an operational error (unreadable input, I/O, an invalid
+//! `vigil.toml`, an unreachable broker); 2 bad usage; 3 invalid rules (`check`, and any command
+//! that loads rules); 4 failing rule tests; 5 Kafka topics that differ from the configuration
+//! (`topics show`).
 
 mod check;
 mod import;
@@ -9,6 +11,7 @@ mod run;
 mod schema;
 mod simulate;
 mod test;
+mod topics;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +21,7 @@ use clap::{Parser, Subcommand};
 pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_INVALID_RULES: u8 = 3;
 pub const EXIT_TESTS_FAILED: u8 = 4;
+pub const EXIT_TOPICS_DIFFER: u8 = 5;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -44,6 +48,8 @@ enum Command {
     Import(import::ImportArgs),
     /// Generate realistic synthetic users' events (JSON lines).
     Simulate(simulate::SimulateArgs),
+    /// Provision the Kafka topics (`apply`) or compare them with the configuration (`show`).
+    Topics(topics::TopicsArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -55,6 +61,7 @@ pub fn main() -> ExitCode {
         Command::Schema(args) => schema::run(args),
         Command::Import(args) => import::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Topics(args) => topics::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

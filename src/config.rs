@@ -1,0 +1,833 @@
+//! `vigil.toml`: the configuration of Vigil's production mode (Kafka today).
+//!
+//! Three layers, each overriding the one before:
+//!
+//! 1. built-in defaults ([`Config::default`]), the values documented in `vigil.example.toml`;
+//! 2. the file: `--config PATH`, or `vigil.toml` in the working directory when it exists;
+//! 3. environment variables ([`ENV_VARS`]): `VIGIL_KAFKA_BROKERS`, `VIGIL_KAFKA_GROUP`, …
+//!
+//! The file is strict: unknown keys are rejected with file:line:column, durations are strings
+//! such as `"30d"` (see [`parse_duration`]), and every problem found after parsing is reported
+//! at once. A file only names what it changes; everything else keeps its default.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::rules::diagnostic::Diagnostic;
+use crate::rules::duration::{format_duration, parse_duration};
+
+/// The file read when `--config` is not given, if it exists in the working directory.
+pub const DEFAULT_CONFIG_FILE: &str = "vigil.toml";
+
+/// Environment variables read over the file, with what they set.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    (
+        "VIGIL_KAFKA_BROKERS",
+        "kafka.brokers, comma-separated host:port list",
+    ),
+    ("VIGIL_KAFKA_CLIENT_ID", "kafka.client-id"),
+    ("VIGIL_KAFKA_GROUP", "kafka.group"),
+    ("VIGIL_KAFKA_TOPIC_PREFIX", "kafka.topic-prefix"),
+];
+
+/// The whole configuration, all layers applied.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Config {
+    pub kafka: KafkaConfig,
+}
+
+/// How Vigil reaches Kafka, and the topics it uses.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `host:port` each.
+    pub brokers: Vec<String>,
+    /// The client id the brokers see in their logs and quotas.
+    pub client_id: String,
+    /// The consumer group of `vigil run` instances that share the input partitions.
+    pub group: String,
+    /// Put before every topic name, e.g. `"staging."`; empty by default.
+    pub topic_prefix: String,
+    /// Longest wait for one request to the brokers (admin calls, metadata), in milliseconds.
+    pub request_timeout_ms: i64,
+    /// Passed to librdkafka as they are (security, TLS, SASL, tuning), after Vigil's own
+    /// settings, so they win: `security.protocol`, `sasl.mechanism`, `ssl.ca.location`, …
+    pub librdkafka: BTreeMap<String, String>,
+    pub topics: Topics,
+}
+
+/// The six topics Vigil reads and writes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Topics {
+    pub health_events: TopicConfig,
+    pub biometric_updates: TopicConfig,
+    pub alerts: TopicConfig,
+    pub milestones: TopicConfig,
+    pub dead_letter: TopicConfig,
+    pub late_events: TopicConfig,
+}
+
+/// One topic as Vigil wants it on the brokers.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct TopicConfig {
+    /// Name without [`KafkaConfig::topic_prefix`].
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// `retention.ms`.
+    pub retention_ms: i64,
+    /// `cleanup.policy`.
+    pub cleanup_policy: CleanupPolicy,
+}
+
+/// Kafka's `cleanup.policy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CleanupPolicy {
+    #[serde(rename = "delete")]
+    Delete,
+    #[serde(rename = "compact")]
+    Compact,
+    #[serde(rename = "compact,delete")]
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// The value Kafka stores.
+    pub fn as_kafka(self) -> &'static str {
+        match self {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+            CleanupPolicy::CompactDelete => "compact,delete",
+        }
+    }
+
+    /// Reads a broker's value, in either order (`delete,compact` is `compact,delete`).
+    pub fn from_kafka(value: &str) -> Option<CleanupPolicy> {
+        let mut parts: Vec<&str> = value.split(',').map(str::trim).collect();
+        parts.sort_unstable();
+        parts.dedup();
+        match parts.as_slice() {
+            ["delete"] => Some(CleanupPolicy::Delete),
+            ["compact"] => Some(CleanupPolicy::Compact),
+            ["compact", "delete"] => Some(CleanupPolicy::CompactDelete),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for CleanupPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_kafka())
+    }
+}
+
+const DAY_MS: i64 = 86_400_000;
+/// Default partitions of every topic: room for six consumers in one group.
+pub const DEFAULT_PARTITIONS: i32 = 6;
+
+impl TopicConfig {
+    fn new(name: &str, retention_days: i64) -> Self {
+        TopicConfig {
+            name: name.to_string(),
+            partitions: DEFAULT_PARTITIONS,
+            replication_factor: 1,
+            retention_ms: retention_days * DAY_MS,
+            cleanup_policy: CleanupPolicy::Delete,
+        }
+    }
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            health_events: TopicConfig::new("health-events", 30),
+            biometric_updates: TopicConfig::new("biometric-updates", 7),
+            alerts: TopicConfig::new("alerts", 3),
+            milestones: TopicConfig::new("milestones", 30),
+            dead_letter: TopicConfig::new("dead-letter", 14),
+            late_events: TopicConfig::new("late-events", 14),
+        }
+    }
+}
+
+impl Topics {
+    /// Every topic with its key in the file (`health-events`, …), in a fixed order.
+    pub fn all(&self) -> [(&'static str, &TopicConfig); 6] {
+        [
+            ("health-events", &self.health_events),
+            ("biometric-updates", &self.biometric_updates),
+            ("alerts", &self.alerts),
+            ("milestones", &self.milestones),
+            ("dead-letter", &self.dead_letter),
+            ("late-events", &self.late_events),
+        ]
+    }
+
+    fn all_mut(&mut self) -> [(&'static str, &mut TopicConfig); 6] {
+        [
+            ("health-events", &mut self.health_events),
+            ("biometric-updates", &mut self.biometric_updates),
+            ("alerts", &mut self.alerts),
+            ("milestones", &mut self.milestones),
+            ("dead-letter", &mut self.dead_letter),
+            ("late-events", &mut self.late_events),
+        ]
+    }
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: vec!["127.0.0.1:9092".to_string()],
+            client_id: "vigil".to_string(),
+            group: "vigil".to_string(),
+            topic_prefix: String::new(),
+            request_timeout_ms: 10_000,
+            librdkafka: BTreeMap::new(),
+            topics: Topics::default(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The name of a topic on the brokers: the prefix, then the topic's name.
+    pub fn topic_name(&self, topic: &TopicConfig) -> String {
+        format!("{}{}", self.topic_prefix, topic.name)
+    }
+
+    /// `bootstrap.servers` for librdkafka.
+    pub fn bootstrap_servers(&self) -> String {
+        self.brokers.join(",")
+    }
+}
+
+// ---------------------------------------------------------------- the file layer
+
+/// What a file may say: every key optional, unknown keys rejected.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileLayer {
+    kafka: Option<KafkaLayer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct KafkaLayer {
+    brokers: Option<Spanned<Vec<String>>>,
+    client_id: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    topic_prefix: Option<String>,
+    request_timeout: Option<Spanned<String>>,
+    librdkafka: Option<BTreeMap<String, Spanned<String>>>,
+    topics: Option<TopicsLayer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct TopicsLayer {
+    health_events: Option<TopicLayer>,
+    biometric_updates: Option<TopicLayer>,
+    alerts: Option<TopicLayer>,
+    milestones: Option<TopicLayer>,
+    dead_letter: Option<TopicLayer>,
+    late_events: Option<TopicLayer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct TopicLayer {
+    name: Option<Spanned<String>>,
+    partitions: Option<Spanned<i64>>,
+    replication_factor: Option<Spanned<i64>>,
+    retention: Option<Spanned<String>>,
+    cleanup_policy: Option<Spanned<String>>,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file named by `--config` could not be read.
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The file has problems, each with its span.
+    Invalid {
+        source: String,
+        diagnostics: Vec<Diagnostic>,
+    },
+    /// An environment variable has a value that cannot be used.
+    Env { var: &'static str, message: String },
+    /// The layers combined give an unusable configuration (e.g. two topics with one name).
+    Combined(Vec<String>),
+}
+
+impl ConfigError {
+    /// Every problem, with a source snippet for file problems.
+    pub fn render(&self, color: bool) -> String {
+        match self {
+            ConfigError::Invalid {
+                source,
+                diagnostics,
+            } => diagnostics
+                .iter()
+                .map(|d| d.render(source, color))
+                .collect(),
+            other => format!("{other}\n"),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, error } => {
+                write!(
+                    f,
+                    "cannot read the configuration {}: {error}",
+                    path.display()
+                )
+            }
+            ConfigError::Invalid {
+                source,
+                diagnostics,
+            } => {
+                for (i, d) in diagnostics.iter().enumerate() {
+                    if i > 0 {
+                        writeln!(f)?;
+                    }
+                    let (line, column) = d.line_col(source);
+                    write!(f, "{}:{line}:{column}: {}", d.file.display(), d.message)?;
+                    if let Some(help) = &d.help {
+                        write!(f, " (help: {help})")?;
+                    }
+                }
+                Ok(())
+            }
+            ConfigError::Env { var, message } => write!(f, "environment variable {var}: {message}"),
+            ConfigError::Combined(problems) => f.write_str(&problems.join("\n")),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Defaults, then the file (`path`, or `vigil.toml` when it exists), then the process's
+    /// environment. Returns the configuration and the file it read, if any.
+    pub fn load(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
+        let file = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()),
+        };
+        let mut config = Config::default();
+        if let Some(file) = &file {
+            let text = std::fs::read_to_string(file).map_err(|error| ConfigError::Read {
+                path: file.clone(),
+                error,
+            })?;
+            config.apply_file(file, &text)?;
+        }
+        config.apply_env(|var| std::env::var(var).ok())?;
+        config.validate()?;
+        Ok((config, file))
+    }
+
+    /// Parses `text` (the contents of `file`) and applies what it says over `self`.
+    pub fn apply_file(&mut self, file: &Path, text: &str) -> Result<(), ConfigError> {
+        let layer: FileLayer = toml::from_str(text).map_err(|e| {
+            let message = e.message().trim().to_string();
+            let mut d = Diagnostic::new(file, e.span().unwrap_or(0..0), message.clone());
+            if message.starts_with("unknown field") {
+                d = d.help("the keys are documented in vigil.example.toml");
+            }
+            ConfigError::Invalid {
+                source: text.to_string(),
+                diagnostics: vec![d],
+            }
+        })?;
+        let mut problems = Vec::new();
+        if let Some(kafka) = layer.kafka {
+            self.kafka.apply(file, kafka, &mut problems);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                source: text.to_string(),
+                diagnostics: problems,
+            })
+        }
+    }
+
+    /// Applies the `VIGIL_…` variables that `get` returns (the process environment in
+    /// [`Config::load`]; a map in tests).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(value) = get("VIGIL_KAFKA_BROKERS") {
+            let brokers: Vec<String> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|b| !b.is_empty())
+                .map(String::from)
+                .collect();
+            if brokers.is_empty() {
+                return Err(ConfigError::Env {
+                    var: "VIGIL_KAFKA_BROKERS",
+                    message: "no broker in it; write host:port[,host:port…]".to_string(),
+                });
+            }
+            self.kafka.brokers = brokers;
+        }
+        for (var, target) in [
+            ("VIGIL_KAFKA_CLIENT_ID", &mut self.kafka.client_id),
+            ("VIGIL_KAFKA_GROUP", &mut self.kafka.group),
+        ] {
+            if let Some(value) = get(var) {
+                if value.trim().is_empty() {
+                    return Err(ConfigError::Env {
+                        var,
+                        message: "empty; unset it to keep the file's value".to_string(),
+                    });
+                }
+                *target = value.trim().to_string();
+            }
+        }
+        if let Some(value) = get("VIGIL_KAFKA_TOPIC_PREFIX") {
+            self.kafka.topic_prefix = value;
+        }
+        Ok(())
+    }
+
+    /// Checks what only the combination of layers can break.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+        for (key, topic) in self.kafka.topics.all() {
+            let name = self.kafka.topic_name(topic);
+            if let Err(why) = check_topic_name(&name) {
+                problems.push(format!("topic {key}: the name `{name}` {why}"));
+            }
+            if let Some(other) = seen.insert(name.clone(), key) {
+                problems.push(format!(
+                    "topics {other} and {key} have the same name `{name}`; each needs its own"
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Combined(problems))
+        }
+    }
+}
+
+impl KafkaConfig {
+    fn apply(&mut self, file: &Path, layer: KafkaLayer, problems: &mut Vec<Diagnostic>) {
+        if let Some(brokers) = layer.brokers {
+            if brokers.get_ref().iter().all(|b| b.trim().is_empty()) {
+                problems.push(
+                    Diagnostic::new(file, brokers.span(), "no broker given")
+                        .help("write brokers = [\"host:port\", …]"),
+                );
+            } else {
+                self.brokers = brokers.into_inner();
+            }
+        }
+        for (value, target, what) in [
+            (layer.client_id, &mut self.client_id, "client-id"),
+            (layer.group, &mut self.group, "group"),
+        ] {
+            if let Some(value) = value {
+                if value.get_ref().trim().is_empty() {
+                    problems.push(Diagnostic::new(
+                        file,
+                        value.span(),
+                        format!("{what} is empty"),
+                    ));
+                } else {
+                    *target = value.into_inner();
+                }
+            }
+        }
+        if let Some(prefix) = layer.topic_prefix {
+            self.topic_prefix = prefix;
+        }
+        if let Some(timeout) = layer.request_timeout {
+            match parse_duration(timeout.get_ref()) {
+                Ok(ms) => self.request_timeout_ms = ms,
+                Err(e) => problems.push(Diagnostic::new(
+                    file,
+                    timeout.span(),
+                    format!("request-timeout: {e}"),
+                )),
+            }
+        }
+        if let Some(settings) = layer.librdkafka {
+            for (key, value) in settings {
+                if OWN_LIBRDKAFKA_KEYS.contains(&key.as_str()) {
+                    problems.push(
+                        Diagnostic::new(
+                            file,
+                            value.span(),
+                            format!("librdkafka `{key}` is set by Vigil itself"),
+                        )
+                        .help("use kafka.brokers, kafka.client-id or kafka.group instead"),
+                    );
+                } else {
+                    self.librdkafka.insert(key, value.into_inner());
+                }
+            }
+        }
+        if let Some(topics) = layer.topics {
+            let layers = [
+                topics.health_events,
+                topics.biometric_updates,
+                topics.alerts,
+                topics.milestones,
+                topics.dead_letter,
+                topics.late_events,
+            ];
+            for ((key, topic), layer) in self.topics.all_mut().into_iter().zip(layers) {
+                if let Some(layer) = layer {
+                    topic.apply(file, key, layer, problems);
+                }
+            }
+        }
+    }
+}
+
+/// librdkafka settings that have keys of their own in `[kafka]`.
+const OWN_LIBRDKAFKA_KEYS: &[&str] = &["bootstrap.servers", "metadata.broker.list", "client.id"];
+
+impl TopicConfig {
+    fn apply(&mut self, file: &Path, key: &str, layer: TopicLayer, problems: &mut Vec<Diagnostic>) {
+        if let Some(name) = layer.name {
+            match check_topic_name(name.get_ref()) {
+                Ok(()) => self.name = name.into_inner(),
+                Err(why) => problems.push(Diagnostic::new(
+                    file,
+                    name.span(),
+                    format!("topics.{key}.name `{}` {why}", name.get_ref()),
+                )),
+            }
+        }
+        for (value, target, what) in [
+            (layer.partitions, &mut self.partitions, "partitions"),
+            (
+                layer.replication_factor,
+                &mut self.replication_factor,
+                "replication-factor",
+            ),
+        ] {
+            if let Some(value) = value {
+                match i32::try_from(*value.get_ref()) {
+                    Ok(n) if n >= 1 => *target = n,
+                    _ => problems.push(
+                        Diagnostic::new(
+                            file,
+                            value.span(),
+                            format!("topics.{key}.{what} must be at least 1"),
+                        )
+                        .help("a whole number such as 1, 3 or 6"),
+                    ),
+                }
+            }
+        }
+        if let Some(retention) = layer.retention {
+            match parse_duration(retention.get_ref()) {
+                Ok(ms) => self.retention_ms = ms,
+                Err(e) => problems.push(Diagnostic::new(
+                    file,
+                    retention.span(),
+                    format!("topics.{key}.retention: {e}"),
+                )),
+            }
+        }
+        if let Some(policy) = layer.cleanup_policy {
+            match CleanupPolicy::from_kafka(policy.get_ref()) {
+                Some(p) => self.cleanup_policy = p,
+                None => problems.push(
+                    Diagnostic::new(
+                        file,
+                        policy.span(),
+                        format!(
+                            "topics.{key}.cleanup-policy `{}` is not a policy",
+                            policy.get_ref()
+                        ),
+                    )
+                    .help("one of \"delete\", \"compact\", \"compact,delete\""),
+                ),
+            }
+        }
+    }
+}
+
+/// Kafka's rule for topic names: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+fn check_topic_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("is empty");
+    }
+    if name.len() > 249 {
+        return Err("is longer than Kafka's 249 characters");
+    }
+    if name == "." || name == ".." {
+        return Err("is not allowed by Kafka");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err("may only have letters, digits, `.`, `_` and `-`");
+    }
+    Ok(())
+}
+
+/// A retention as people read it: `30d`, or the milliseconds when it has no shorter form.
+pub fn describe_retention(ms: i64) -> String {
+    if ms < 0 {
+        "forever".to_string()
+    } else if ms == 0 {
+        "0ms".to_string()
+    } else {
+        format_duration(ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from_file(text: &str) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        c.apply_file(Path::new("vigil.toml"), text)?;
+        Ok(c)
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_retentions() {
+        let c = Config::default();
+        let t = &c.kafka.topics;
+        assert_eq!(t.health_events.retention_ms, 30 * DAY_MS);
+        assert_eq!(t.biometric_updates.retention_ms, 7 * DAY_MS);
+        assert_eq!(t.alerts.retention_ms, 3 * DAY_MS);
+        assert_eq!(t.milestones.retention_ms, 30 * DAY_MS);
+        assert_eq!(t.dead_letter.retention_ms, 14 * DAY_MS);
+        assert_eq!(t.late_events.retention_ms, 14 * DAY_MS);
+        for (_, topic) in t.all() {
+            assert_eq!(topic.partitions, DEFAULT_PARTITIONS);
+            assert_eq!(topic.replication_factor, 1);
+            assert_eq!(topic.cleanup_policy, CleanupPolicy::Delete);
+        }
+        c.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn the_example_file_states_the_defaults() {
+        let text = include_str!("../vigil.example.toml");
+        let c = from_file(text).unwrap_or_else(|e| panic!("{e}"));
+        let mut expected = Config::default();
+        expected.kafka.librdkafka = c.kafka.librdkafka.clone();
+        assert_eq!(c, expected);
+    }
+
+    #[test]
+    fn the_file_overrides_only_what_it_names() {
+        let c = from_file(
+            r#"
+            [kafka]
+            brokers = ["k1:9092", "k2:9092"]
+            group = "vigil-prod"
+            topic-prefix = "prod."
+            request-timeout = "5s"
+
+            [kafka.librdkafka]
+            "security.protocol" = "SASL_SSL"
+            "sasl.mechanism" = "SCRAM-SHA-512"
+
+            [kafka.topics.alerts]
+            retention = "1d"
+            partitions = 12
+
+            [kafka.topics.dead-letter]
+            name = "vigil-dlq"
+            cleanup-policy = "compact,delete"
+            "#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let k = &c.kafka;
+        assert_eq!(k.bootstrap_servers(), "k1:9092,k2:9092");
+        assert_eq!(k.group, "vigil-prod");
+        assert_eq!(k.client_id, "vigil");
+        assert_eq!(k.request_timeout_ms, 5_000);
+        assert_eq!(k.librdkafka["security.protocol"], "SASL_SSL");
+        assert_eq!(k.topics.alerts.retention_ms, DAY_MS);
+        assert_eq!(k.topics.alerts.partitions, 12);
+        assert_eq!(k.topics.alerts.replication_factor, 1);
+        assert_eq!(k.topic_name(&k.topics.alerts), "prod.alerts");
+        assert_eq!(k.topic_name(&k.topics.dead_letter), "prod.vigil-dlq");
+        assert_eq!(
+            k.topics.dead_letter.cleanup_policy,
+            CleanupPolicy::CompactDelete
+        );
+        assert_eq!(k.topics.dead_letter.retention_ms, 14 * DAY_MS);
+        assert_eq!(
+            k.topics.health_events,
+            Config::default().kafka.topics.health_events
+        );
+    }
+
+    #[test]
+    fn environment_wins_over_the_file() {
+        let mut c = from_file("[kafka]\nbrokers = [\"file:9092\"]\ngroup = \"from-file\"\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        c.apply_env(env(&[
+            ("VIGIL_KAFKA_BROKERS", "127.0.0.1:19092, 127.0.0.1:19093"),
+            ("VIGIL_KAFKA_TOPIC_PREFIX", "t1-"),
+        ]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.kafka.brokers, ["127.0.0.1:19092", "127.0.0.1:19093"]);
+        assert_eq!(c.kafka.group, "from-file");
+        assert_eq!(c.kafka.topic_prefix, "t1-");
+        c.apply_env(env(&[("VIGIL_KAFKA_GROUP", "from-env")]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.kafka.group, "from-env");
+        assert_eq!(c.kafka.brokers, ["127.0.0.1:19092", "127.0.0.1:19093"]);
+    }
+
+    #[test]
+    fn empty_environment_values_are_errors() {
+        let mut c = Config::default();
+        let e = c
+            .apply_env(env(&[("VIGIL_KAFKA_BROKERS", " , ")]))
+            .expect_err("no brokers");
+        assert!(e.to_string().contains("VIGIL_KAFKA_BROKERS"), "{e}");
+        let e = c
+            .apply_env(env(&[("VIGIL_KAFKA_GROUP", "")]))
+            .expect_err("empty group");
+        assert!(e.to_string().contains("VIGIL_KAFKA_GROUP"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_line_and_column() {
+        let text = "[kafka]\nbrokers = [\"a:1\"]\n\n[kafka.topics.alerts]\nretension = \"1d\"\n";
+        let e = from_file(text).expect_err("unknown key");
+        let shown = e.to_string();
+        assert!(
+            shown.starts_with("vigil.toml:5:1: unknown field `retension`"),
+            "{shown}"
+        );
+        assert!(e.render(false).contains("retension = \"1d\""));
+
+        let e = from_file("[kafak]\n").expect_err("unknown table");
+        assert!(
+            e.to_string()
+                .starts_with("vigil.toml:1:2: unknown field `kafak`"),
+            "{e}"
+        );
+
+        let e = from_file("[kafka.topics.alert]\n").expect_err("unknown topic");
+        assert!(e.to_string().contains("unknown field `alert`"), "{e}");
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_at_once() {
+        let text = r#"[kafka]
+request-timeout = "soon"
+
+[kafka.librdkafka]
+"bootstrap.servers" = "x:1"
+
+[kafka.topics.alerts]
+retention = "3M"
+partitions = 0
+cleanup-policy = "forever"
+
+[kafka.topics.milestones]
+name = "mile stones"
+replication-factor = -1
+"#;
+        let e = from_file(text).expect_err("bad values");
+        let shown = e.to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines.len(), 7, "{shown}");
+        assert!(
+            lines[0].starts_with("vigil.toml:2:19: request-timeout:"),
+            "{shown}"
+        );
+        assert!(lines[1].starts_with("vigil.toml:5:23: librdkafka `bootstrap.servers`"));
+        assert!(
+            lines[2].starts_with("vigil.toml:9:14: topics.alerts.partitions"),
+            "{shown}"
+        );
+        assert!(lines[3].starts_with("vigil.toml:8:13: topics.alerts.retention: unit `M`"));
+        assert!(lines[4].starts_with("vigil.toml:10:18: topics.alerts.cleanup-policy"));
+        assert!(
+            lines[5].starts_with("vigil.toml:13:8: topics.milestones.name"),
+            "{shown}"
+        );
+        assert!(lines[6].starts_with("vigil.toml:14:22: topics.milestones.replication-factor"));
+    }
+
+    #[test]
+    fn wrong_types_are_reported_with_their_place() {
+        let e = from_file("[kafka.topics.alerts]\npartitions = \"six\"\n").expect_err("type");
+        assert!(
+            e.to_string().starts_with("vigil.toml:2:14: invalid type"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn two_topics_with_one_name_are_rejected() {
+        let c = from_file("[kafka.topics.alerts]\nname = \"milestones\"\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = c.validate().expect_err("same name");
+        assert!(e.to_string().contains("alerts and milestones"), "{e}");
+        let mut c = Config::default();
+        c.kafka.topic_prefix = "bad prefix/".to_string();
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn load_reads_the_named_file_and_reports_a_missing_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v.toml");
+        std::fs::write(&path, "[kafka.topics.alerts]\nretention = \"2d\"\n").expect("write");
+        let (c, used) = Config::load(Some(&path)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(used.as_deref(), Some(path.as_path()));
+        assert_eq!(c.kafka.topics.alerts.retention_ms, 2 * DAY_MS);
+        let e = Config::load(Some(&dir.path().join("missing.toml"))).expect_err("missing");
+        assert!(e.to_string().contains("missing.toml"), "{e}");
+    }
+
+    #[test]
+    fn cleanup_policy_reads_either_order() {
+        assert_eq!(
+            CleanupPolicy::from_kafka("delete,compact"),
+            Some(CleanupPolicy::CompactDelete)
+        );
+        assert_eq!(
+            CleanupPolicy::from_kafka("delete"),
+            Some(CleanupPolicy::Delete)
+        );
+        assert_eq!(CleanupPolicy::from_kafka("nope"), None);
+        assert_eq!(describe_retention(30 * DAY_MS), "30d");
+        assert_eq!(describe_retention(-1), "forever");
+    }
+}

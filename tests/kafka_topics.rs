@@ -1,0 +1,427 @@
+//! `vigil topics apply` and `vigil topics show` against a real Kafka broker.
+//!
+//! The broker is the one `scripts/services up` starts (`VIGIL_KAFKA_BROKERS`, which
+//! `scripts/test` takes from `.services.env`). Without it the tests are skipped with a message,
+//! except with `CI=true`, where a missing broker fails them. Each test works under a topic
+//! prefix of its own, unique to the run, and deletes its topics at the end.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ConfigResource, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::ClientConfig;
+use serde_json::Value;
+
+const DAY_MS: i64 = 86_400_000;
+const TOPICS: [&str; 6] = [
+    "health-events",
+    "biometric-updates",
+    "alerts",
+    "milestones",
+    "dead-letter",
+    "late-events",
+];
+
+/// The broker's address, or `None` (after saying so) when the tests must be skipped.
+fn brokers() -> Option<String> {
+    match std::env::var("VIGIL_KAFKA_BROKERS") {
+        Ok(b) if !b.trim().is_empty() => Some(b),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but VIGIL_KAFKA_BROKERS is not set: start the broker with \
+                 `scripts/services up` and `source .services.env` (scripts/test does both)"
+            );
+            eprintln!(
+                "skipped: VIGIL_KAFKA_BROKERS is not set (run `scripts/services up` and \
+                 `source .services.env`)"
+            );
+            None
+        }
+    }
+}
+
+/// One test's topics: a prefix of its own, an admin client, and cleanup on drop.
+struct Fixture {
+    brokers: String,
+    prefix: String,
+    dir: tempfile::TempDir,
+    admin: AdminClient<DefaultClientContext>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Fixture {
+    fn new(brokers: String) -> Fixture {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let prefix = format!(
+            "vigil-test-{}-{nanos}-{}.",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let admin = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .expect("admin client");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        Fixture {
+            brokers,
+            prefix,
+            dir: tempfile::tempdir().expect("tempdir"),
+            admin,
+            rt,
+        }
+    }
+
+    fn name(&self, topic: &str) -> String {
+        format!("{}{topic}", self.prefix)
+    }
+
+    /// Writes `vigil.toml` for this test and returns its path.
+    fn config(&self, text: &str) -> std::path::PathBuf {
+        let path = self.dir.path().join("vigil.toml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    /// Runs `vigil topics ARGS --config CONFIG` with this test's broker and prefix.
+    fn vigil(&self, config: &Path, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg("topics")
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .env("VIGIL_KAFKA_BROKERS", &self.brokers)
+            .env("VIGIL_KAFKA_TOPIC_PREFIX", &self.prefix)
+            .output()
+            .expect("run vigil");
+        eprintln!(
+            "vigil topics {args:?}: {}\nstdout:\n{}stderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn opts() -> AdminOptions {
+        AdminOptions::new().request_timeout(Some(Duration::from_secs(15)))
+    }
+
+    /// The broker's view of one topic: partitions, then its configs.
+    fn describe(&self, topic: &str) -> (usize, ConfigResource) {
+        let name = self.name(topic);
+        let metadata = self
+            .admin
+            .inner()
+            .fetch_metadata(Some(&name), Duration::from_secs(15))
+            .expect("metadata");
+        let partitions = metadata.topics()[0].partitions().len();
+        let mut results = self
+            .rt
+            .block_on(
+                self.admin
+                    .describe_configs(&[ResourceSpecifier::Topic(&name)], &Self::opts()),
+            )
+            .expect("describe configs");
+        let resource = results.remove(0).expect("topic config");
+        (partitions, resource)
+    }
+
+    fn config_value(&self, topic: &str, key: &str) -> String {
+        let (_, resource) = self.describe(topic);
+        resource
+            .get(key)
+            .and_then(|e| e.value.clone())
+            .unwrap_or_else(|| panic!("{topic} has no {key}"))
+    }
+
+    /// Alters a topic behind Vigil's back (AlterConfigs replaces the topic's dynamic configs).
+    fn alter(&self, topic: &str, configs: &[(&str, &str)]) {
+        let name = self.name(topic);
+        let alter = configs.iter().fold(
+            AlterConfig::new(ResourceSpecifier::Topic(&name)),
+            |a, (k, v)| a.set(k, v),
+        );
+        let results = self
+            .rt
+            .block_on(self.admin.alter_configs(&[alter], &Self::opts()))
+            .expect("alter configs");
+        for r in results {
+            r.expect("altered");
+        }
+        // The broker answers describe requests from its metadata cache, which follows the
+        // controller a moment later: wait until the change shows, as Vigil would see it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let (_, resource) = self.describe(topic);
+            let visible = configs
+                .iter()
+                .all(|(k, v)| resource.get(k).and_then(|e| e.value.as_deref()) == Some(*v));
+            if visible {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: altered configs still not visible after 15 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let names: Vec<String> = TOPICS.iter().map(|t| self.name(t)).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let _ = self
+            .rt
+            .block_on(self.admin.delete_topics(&refs, &Self::opts()));
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn apply_creates_all_six_topics_and_a_second_apply_changes_nothing() {
+    let Some(brokers) = brokers() else { return };
+    let f = Fixture::new(brokers);
+    let config = f.config("[kafka.topics.alerts]\npartitions = 3\n");
+    let out = f.vigil(&config, &["apply"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 6, "{text}");
+    for topic in TOPICS {
+        assert!(
+            text.contains(&format!("created {}:", f.name(topic))),
+            "{text}"
+        );
+    }
+
+    let expected = [
+        ("health-events", 6, 30),
+        ("biometric-updates", 6, 7),
+        ("alerts", 3, 3),
+        ("milestones", 6, 30),
+        ("dead-letter", 6, 14),
+        ("late-events", 6, 14),
+    ];
+    for (topic, partitions, days) in expected {
+        let (have, resource) = f.describe(topic);
+        assert_eq!(have, partitions, "{topic} partitions");
+        let value = |k: &str| resource.get(k).and_then(|e| e.value.clone());
+        assert_eq!(
+            value("retention.ms"),
+            Some((days * DAY_MS).to_string()),
+            "{topic} retention"
+        );
+        assert_eq!(
+            value("cleanup.policy").as_deref(),
+            Some("delete"),
+            "{topic}"
+        );
+    }
+
+    let again = f.vigil(&config, &["apply"]);
+    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(stdout(&again), "no changes\n");
+}
+
+#[test]
+fn a_new_retention_in_the_config_reaches_the_broker_and_keeps_other_settings() {
+    let Some(brokers) = brokers() else { return };
+    let f = Fixture::new(brokers);
+    let config = f.config("");
+    assert_eq!(f.vigil(&config, &["apply"]).status.code(), Some(0));
+    // A setting Vigil does not manage, which its AlterConfigs must send back unchanged.
+    f.alter(
+        "health-events",
+        &[
+            ("retention.ms", &(30 * DAY_MS).to_string()),
+            ("cleanup.policy", "delete"),
+            ("segment.ms", "3600000"),
+        ],
+    );
+    assert_eq!(f.config_value("health-events", "segment.ms"), "3600000");
+
+    let config = f.config(
+        "[kafka.topics.health-events]\nretention = \"45d\"\n\n\
+         [kafka.topics.alerts]\npartitions = 8\ncleanup-policy = \"compact,delete\"\n",
+    );
+    let out = f.vigil(&config, &["apply"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("altered {}: partitions 6 -> 8", f.name("alerts")),
+            format!(
+                "altered {}: retention.ms 2592000000 (30d) -> 3888000000 (45d)",
+                f.name("health-events")
+            ),
+            format!(
+                "altered {}: cleanup.policy delete -> compact,delete",
+                f.name("alerts")
+            ),
+        ],
+        "{text}"
+    );
+    assert_eq!(
+        f.config_value("health-events", "retention.ms"),
+        (45 * DAY_MS).to_string()
+    );
+    assert_eq!(f.config_value("health-events", "segment.ms"), "3600000");
+    let (partitions, resource) = f.describe("alerts");
+    assert_eq!(partitions, 8);
+    let policy = resource
+        .get("cleanup.policy")
+        .and_then(|e| e.value.clone())
+        .unwrap_or_default();
+    assert!(
+        policy == "compact,delete" || policy == "delete,compact",
+        "{policy}"
+    );
+    assert_eq!(stdout(&f.vigil(&config, &["apply"])), "no changes\n");
+
+    // Fewer partitions in the config than on the broker: reported, never decreased.
+    let fewer = f.config(
+        "[kafka.topics.health-events]\nretention = \"45d\"\n\n\
+         [kafka.topics.alerts]\npartitions = 2\ncleanup-policy = \"compact,delete\"\n",
+    );
+    let out = f.vigil(&fewer, &["apply"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), "no changes\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Kafka cannot remove partitions"));
+    assert_eq!(f.describe("alerts").0, 8);
+}
+
+#[test]
+fn show_json_reflects_the_broker_and_marks_a_change_made_behind_vigils_back() {
+    let Some(brokers) = brokers() else { return };
+    let f = Fixture::new(brokers);
+    let config = f.config("");
+
+    // Before apply: every topic missing.
+    let out = f.vigil(&config, &["show", "--json"]);
+    assert_eq!(out.status.code(), Some(5));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["in_line"], false);
+    for t in doc["topics"].as_array().expect("topics") {
+        assert_eq!(t["actual"], Value::Null);
+        assert_eq!(t["differences"][0]["field"], "exists");
+    }
+
+    assert_eq!(f.vigil(&config, &["apply"]).status.code(), Some(0));
+    let out = f.vigil(&config, &["show", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["in_line"], true);
+    let topics = doc["topics"].as_array().expect("topics");
+    assert_eq!(topics.len(), 6);
+    for (t, key) in topics.iter().zip(TOPICS) {
+        assert_eq!(t["key"], key);
+        assert_eq!(t["name"], f.name(key));
+        assert_eq!(t["actual"]["partitions"], 6);
+        assert_eq!(t["actual"]["replication_factor"], 1);
+        assert_eq!(t["actual"]["retention_ms"], t["configured"]["retention_ms"]);
+        assert_eq!(t["actual"]["cleanup_policy"], "delete");
+        assert_eq!(t["differences"], Value::Array(vec![]));
+    }
+
+    // Someone shortens the retention of milestones with another tool.
+    f.alter(
+        "milestones",
+        &[("retention.ms", "3600000"), ("cleanup.policy", "delete")],
+    );
+    let out = f.vigil(&config, &["show", "--json"]);
+    assert_eq!(out.status.code(), Some(5));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["in_line"], false);
+    for t in doc["topics"].as_array().expect("topics") {
+        if t["key"] == "milestones" {
+            assert_eq!(t["actual"]["retention_ms"], 3_600_000);
+            assert_eq!(
+                t["differences"],
+                serde_json::json!([{
+                    "field": "retention.ms",
+                    "configured": (30 * DAY_MS).to_string(),
+                    "actual": "3600000",
+                }])
+            );
+        } else {
+            assert_eq!(t["differences"], Value::Array(vec![]), "{t}");
+        }
+    }
+
+    // The table marks it too, and apply puts it back.
+    let table = stdout(&f.vigil(&config, &["show"]));
+    assert!(
+        table.contains(&format!(
+            "* {}: retention.ms is 3600000 (1h), configured 2592000000 (30d)",
+            f.name("milestones")
+        )),
+        "{table}"
+    );
+    let out = f.vigil(&config, &["apply"]);
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "altered {}: retention.ms 3600000 (1h) -> 2592000000 (30d)\n",
+            f.name("milestones")
+        )
+    );
+    assert_eq!(f.vigil(&config, &["show", "--json"]).status.code(), Some(0));
+}
+
+#[test]
+fn an_unreachable_broker_is_a_clear_error_not_a_hang() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("vigil.toml");
+    std::fs::write(&config, "[kafka]\nrequest-timeout = \"2s\"\n").expect("write");
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["topics", "apply", "--config"])
+        .arg(&config)
+        .env("VIGIL_KAFKA_BROKERS", "127.0.0.1:1")
+        .output()
+        .expect("run vigil");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach the Kafka brokers 127.0.0.1:1 within 2000 ms"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_key_in_the_config_is_reported_with_its_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("vigil.toml");
+    std::fs::write(&config, "[kafka]\nbrokerz = [\"x:1\"]\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["topics", "show", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run vigil");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:2:1: error: unknown field `brokerz`",
+            config.display()
+        )),
+        "{err}"
+    );
+}
