@@ -188,23 +188,7 @@ fn benches(c: &mut Criterion, rules: &Arc<RuleSet>, workloads: &[Workload]) {
                 b.iter_batched(
                     || engine(rules),
                     |mut engine| {
-                        let (mut outputs, mut dead, mut late) =
-                            (io::sink(), io::sink(), io::sink());
-                        let mut sinks = Sinks {
-                            outputs: &mut outputs,
-                            dead_letters: &mut dead,
-                            late: &mut late,
-                        };
-                        let summary = pipeline::run(
-                            &mut engine,
-                            &decoder,
-                            &w.lines[..],
-                            DEFAULT_MAX_LINE_BYTES,
-                            "bench",
-                            &mut sinks,
-                        )
-                        .expect("pipeline");
-                        black_box(summary);
+                        black_box(run_pipeline(&mut engine, &decoder, &w.lines));
                         engine
                     },
                     BatchSize::PerIteration,
@@ -237,6 +221,25 @@ fn benches(c: &mut Criterion, rules: &Arc<RuleSet>, workloads: &[Workload]) {
     group.finish();
 }
 
+/// The `vigil run` loop over `lines`, with outputs, dead letters and late events discarded.
+fn run_pipeline(engine: &mut Engine, decoder: &Decoder, lines: &[u8]) -> pipeline::Summary {
+    let (mut outputs, mut dead, mut late) = (io::sink(), io::sink(), io::sink());
+    let mut sinks = Sinks {
+        outputs: &mut outputs,
+        dead_letters: &mut dead,
+        late: &mut late,
+    };
+    pipeline::run(
+        engine,
+        decoder,
+        lines,
+        DEFAULT_MAX_LINE_BYTES,
+        "bench",
+        &mut sinks,
+    )
+    .expect("pipeline")
+}
+
 /// Single timed passes (best of 3) reporting wall and on-CPU rates: the on-CPU figure leaves
 /// out time the core spent on other processes, which criterion's wall clock cannot.
 fn one_core(rules: &Arc<RuleSet>, w: &Workload) {
@@ -249,23 +252,7 @@ fn one_core(rules: &Arc<RuleSet>, w: &Workload) {
     };
     let end_to_end = best(&|| {
         let mut engine = engine(rules);
-        let (mut outputs, mut dead, mut late) = (io::sink(), io::sink(), io::sink());
-        let mut sinks = Sinks {
-            outputs: &mut outputs,
-            dead_letters: &mut dead,
-            late: &mut late,
-        };
-        let (_, wall, cpu) = common::timed(|| {
-            pipeline::run(
-                &mut engine,
-                &decoder,
-                &w.lines[..],
-                DEFAULT_MAX_LINE_BYTES,
-                "bench",
-                &mut sinks,
-            )
-            .expect("pipeline")
-        });
+        let (_, wall, cpu) = common::timed(|| run_pipeline(&mut engine, &decoder, &w.lines));
         (wall, cpu)
     });
     let engine_only = best(&|| {
