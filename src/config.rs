@@ -460,13 +460,8 @@ impl KafkaConfig {
             self.topic_prefix = prefix;
         }
         if let Some(timeout) = layer.request_timeout {
-            match parse_duration(timeout.get_ref()) {
-                Ok(ms) => self.request_timeout_ms = ms,
-                Err(e) => problems.push(Diagnostic::new(
-                    file,
-                    timeout.span(),
-                    format!("request-timeout: {e}"),
-                )),
+            if let Some(ms) = duration_setting(file, &timeout, "request-timeout", problems) {
+                self.request_timeout_ms = ms;
             }
         }
         if let Some(settings) = layer.librdkafka {
@@ -541,13 +536,9 @@ impl TopicConfig {
             }
         }
         if let Some(retention) = layer.retention {
-            match parse_duration(retention.get_ref()) {
-                Ok(ms) => self.retention_ms = ms,
-                Err(e) => problems.push(Diagnostic::new(
-                    file,
-                    retention.span(),
-                    format!("topics.{key}.retention: {e}"),
-                )),
+            let what = format!("topics.{key}.retention");
+            if let Some(ms) = duration_setting(file, &retention, &what, problems) {
+                self.retention_ms = ms;
             }
         }
         if let Some(policy) = layer.cleanup_policy {
@@ -570,6 +561,18 @@ impl TopicConfig {
 }
 
 /// Kafka's rule for topic names: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+/// A duration setting such as `"30d"`; a bad one is recorded in `problems` with its span.
+fn duration_setting(
+    file: &Path,
+    value: &Spanned<String>,
+    what: &str,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<i64> {
+    parse_duration(value.get_ref())
+        .map_err(|e| problems.push(Diagnostic::new(file, value.span(), format!("{what}: {e}"))))
+        .ok()
+}
+
 fn check_topic_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {
         return Err("is empty");
