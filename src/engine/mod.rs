@@ -69,12 +69,6 @@ pub struct Counters {
     pub keys_expired: u64,
 }
 
-impl Counters {
-    pub fn alerts(&self) -> u64 {
-        self.alerts_firing + self.alerts_resolved
-    }
-}
-
 /// A queued absence timer: at `deadline`, check rule `rule` for `key`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Timer {
@@ -320,15 +314,6 @@ impl Engine {
                     rule,
                 }));
             }
-        }
-    }
-
-    /// Advances the global clock without an event (e.g. from a wall clock in live mode) and
-    /// fires the timers it reaches.
-    pub fn advance_clock(&mut self, now_ms: i64, out: &mut Vec<OutputEvent>) {
-        if now_ms > self.global_clock {
-            self.global_clock = now_ms;
-            self.fire_timers(out);
         }
     }
 }

@@ -81,10 +81,6 @@ impl OutputEvent {
     pub fn kind(&self) -> RuleKind {
         self.data.kind
     }
-
-    pub fn to_json_line(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
 }
 
 /// The deterministic id of an output.
