@@ -243,7 +243,7 @@ impl Context<'_> {
             }
             _ => holds,
         };
-        let occasion_value = if rule.nightly { i64::from(night) } else { t };
+        let occasion_value = occasion_value(rule, night, t);
         if !fires || rs.last_fire == occasion_value {
             return;
         }
@@ -270,7 +270,7 @@ impl Context<'_> {
             severity,
             time: event.time,
             night: rule.nightly.then_some(night),
-            occasion: occasion(rule, night, t),
+            occasion: occasion_text(rule, occasion_value),
             ids,
             firing_id: None,
             eval: Some(&eval),
@@ -599,20 +599,35 @@ fn resolution<'a>(
 
 /// The id of the firing output a resolved output refers to, rebuilt from what was kept.
 fn firing_id(rule: &Rule, key: &str, firing: Firing) -> uuid::Uuid {
-    let occasion = if rule.nightly {
-        day_to_string(i32::try_from(firing.occasion).unwrap_or_default())
+    output_id(
+        &rule.id,
+        rule.version,
+        key,
+        "firing",
+        &occasion_text(rule, firing.occasion),
+    )
+}
+
+/// What an output is about, as a number: its night for nightly rules, else its time (ms).
+fn occasion_value(rule: &Rule, night: i32, t: i64) -> i64 {
+    if rule.nightly {
+        i64::from(night)
     } else {
-        firing.occasion.to_string()
-    };
-    output_id(&rule.id, rule.version, key, "firing", &occasion)
+        t
+    }
+}
+
+/// The occasion as it enters output ids.
+fn occasion_text(rule: &Rule, value: i64) -> String {
+    if rule.nightly {
+        day_to_string(i32::try_from(value).unwrap_or_default())
+    } else {
+        value.to_string()
+    }
 }
 
 fn occasion(rule: &Rule, night: i32, t: i64) -> String {
-    if rule.nightly {
-        day_to_string(night)
-    } else {
-        t.to_string()
-    }
+    occasion_text(rule, occasion_value(rule, night, t))
 }
 
 fn evaluate_stats(
