@@ -263,11 +263,8 @@ fn run_case(case: &TestCase, rules: &Arc<RuleSet>, default_rule: &str) -> Result
 /// One output as a comparable line.
 pub fn describe_output(o: &OutputEvent) -> String {
     let state = match o.data.state {
-        Some(s) => serde_json::to_value(s)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default(),
-        None => "milestone".into(),
+        Some(s) => s.name(),
+        None => "milestone",
     };
     let when = match &o.data.night {
         Some(night) => format!("night {night}"),

@@ -491,25 +491,21 @@ impl Context<'_> {
         out: &mut Vec<OutputEvent>,
     ) -> Option<uuid::Uuid> {
         let rule = &self.rules.rules[r];
-        let state_name = match (rule.kind, d.state) {
-            (RuleKind::Milestone, _) => "milestone",
-            (_, Some(AlertState::Resolved)) => "resolved",
-            _ => "firing",
+        let emitted = match (rule.kind, d.state) {
+            (RuleKind::Milestone, _) => OutputState::Milestone,
+            (_, Some(AlertState::Resolved)) => OutputState::Resolved,
+            _ => OutputState::Firing,
         };
         let subject = key.rsplit('\u{1f}').next().unwrap_or(key).to_string();
-        let id = output_id(&rule.id, rule.version, key, state_name, &d.occasion);
+        let id = output_id(&rule.id, rule.version, key, emitted.name(), &d.occasion);
         let (stats, samples) = d.eval.map(|e| provenance(rule, e)).unwrap_or_default();
         let message = render_message(rule, d.eval, d.event, d.night);
-        let event_type = match (rule.kind, d.state) {
-            (RuleKind::Milestone, _) => MILESTONE_TYPE,
-            (_, Some(AlertState::Resolved)) => ALERT_RESOLVED_TYPE,
-            _ => ALERT_FIRING_TYPE,
+        let (event_type, counter) = match emitted {
+            OutputState::Milestone => (MILESTONE_TYPE, &mut self.counters.milestones),
+            OutputState::Resolved => (ALERT_RESOLVED_TYPE, &mut self.counters.alerts_resolved),
+            OutputState::Firing => (ALERT_FIRING_TYPE, &mut self.counters.alerts_firing),
         };
-        match state_name {
-            "milestone" => self.counters.milestones += 1,
-            "resolved" => self.counters.alerts_resolved += 1,
-            _ => self.counters.alerts_firing += 1,
-        }
+        *counter += 1;
         out.push(OutputEvent {
             specversion: "1.0".into(),
             id: id.to_string(),
@@ -532,11 +528,6 @@ impl Context<'_> {
                 firing_id: d.firing_id.map(|id| id.to_string()),
             },
         });
-        let emitted = match state_name {
-            "milestone" => OutputState::Milestone,
-            "resolved" => OutputState::Resolved,
-            _ => OutputState::Firing,
-        };
         for &dep in &self.dependents[r] {
             let Mode::Condition {
                 after: Some(after), ..

@@ -24,6 +24,15 @@ pub enum AlertState {
     Resolved,
 }
 
+impl AlertState {
+    pub fn name(self) -> &'static str {
+        match self {
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        }
+    }
+}
+
 /// An alert or milestone (CloudEvents 1.0, structured mode).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
