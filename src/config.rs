@@ -32,6 +32,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("VIGIL_KAFKA_CLIENT_ID", "kafka.client-id"),
     ("VIGIL_KAFKA_GROUP", "kafka.group"),
     ("VIGIL_KAFKA_TOPIC_PREFIX", "kafka.topic-prefix"),
+    ("VIGIL_INSTANCE_ID", "kafka.streaming.instance-id"),
 ];
 
 /// The whole configuration, all layers applied.
@@ -59,6 +60,38 @@ pub struct KafkaConfig {
     /// settings, so they win: `security.protocol`, `sasl.mechanism`, `ssl.ca.location`, …
     pub librdkafka: BTreeMap<String, String>,
     pub topics: Topics,
+    pub streaming: StreamingConfig,
+}
+
+/// How `vigil run --kafka` consumes, commits and keeps its state.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct StreamingConfig {
+    /// This instance's stable identity within the group: its transactional id (so a restarted
+    /// instance aborts what its previous run left open) and its static group membership (so a
+    /// restart does not move partitions). `None`: the host name.
+    pub instance_id: Option<String>,
+    /// How often the open transaction (outputs, state changes, consumed offsets) commits, ms.
+    /// Outputs become visible to `read_committed` consumers when it commits.
+    pub commit_interval_ms: i64,
+    /// How long a task waits for one of its input partitions that has nothing buffered and
+    /// is not at its end before processing the others anyway (Kafka Streams'
+    /// `max.task.idle.ms`), ms.
+    pub max_task_idle_ms: i64,
+    /// `transaction.timeout.ms`: how long the broker waits before aborting the transaction
+    /// of an instance that died and never came back.
+    pub transaction_timeout_ms: i64,
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        StreamingConfig {
+            instance_id: None,
+            commit_interval_ms: 100,
+            max_task_idle_ms: 100,
+            transaction_timeout_ms: 30_000,
+        }
+    }
 }
 
 /// The six topics Vigil reads and writes.
@@ -71,6 +104,8 @@ pub struct Topics {
     pub milestones: TopicConfig,
     pub dead_letter: TopicConfig,
     pub late_events: TopicConfig,
+    /// The compacted changelog of the engine's state, one partition per input partition.
+    pub state: TopicConfig,
 }
 
 /// One topic as Vigil wants it on the brokers.
@@ -153,13 +188,18 @@ impl Default for Topics {
             milestones: TopicConfig::new("milestones", 30),
             dead_letter: TopicConfig::new("dead-letter", 14),
             late_events: TopicConfig::new("late-events", 14),
+            state: TopicConfig {
+                retention_ms: -1,
+                cleanup_policy: CleanupPolicy::Compact,
+                ..TopicConfig::new("vigil-state", 0)
+            },
         }
     }
 }
 
 impl Topics {
     /// Every topic with its key in the file (`health-events`, …), in a fixed order.
-    pub fn all(&self) -> [(&'static str, &TopicConfig); 6] {
+    pub fn all(&self) -> [(&'static str, &TopicConfig); 7] {
         [
             ("health-events", &self.health_events),
             ("biometric-updates", &self.biometric_updates),
@@ -167,10 +207,11 @@ impl Topics {
             ("milestones", &self.milestones),
             ("dead-letter", &self.dead_letter),
             ("late-events", &self.late_events),
+            ("state", &self.state),
         ]
     }
 
-    fn all_mut(&mut self) -> [(&'static str, &mut TopicConfig); 6] {
+    fn all_mut(&mut self) -> [(&'static str, &mut TopicConfig); 7] {
         [
             ("health-events", &mut self.health_events),
             ("biometric-updates", &mut self.biometric_updates),
@@ -178,6 +219,7 @@ impl Topics {
             ("milestones", &mut self.milestones),
             ("dead-letter", &mut self.dead_letter),
             ("late-events", &mut self.late_events),
+            ("state", &mut self.state),
         ]
     }
 }
@@ -192,6 +234,7 @@ impl Default for KafkaConfig {
             request_timeout_ms: 10_000,
             librdkafka: BTreeMap::new(),
             topics: Topics::default(),
+            streaming: StreamingConfig::default(),
         }
     }
 }
@@ -227,6 +270,16 @@ struct KafkaLayer {
     request_timeout: Option<Spanned<String>>,
     librdkafka: Option<BTreeMap<String, Spanned<String>>>,
     topics: Option<TopicsLayer>,
+    streaming: Option<StreamingLayer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct StreamingLayer {
+    instance_id: Option<Spanned<String>>,
+    commit_interval: Option<Spanned<String>>,
+    max_task_idle: Option<Spanned<String>>,
+    transaction_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -238,6 +291,7 @@ struct TopicsLayer {
     milestones: Option<TopicLayer>,
     dead_letter: Option<TopicLayer>,
     late_events: Option<TopicLayer>,
+    state: Option<TopicLayer>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -402,6 +456,15 @@ impl Config {
         if let Some(value) = get("VIGIL_KAFKA_TOPIC_PREFIX") {
             self.kafka.topic_prefix = value;
         }
+        if let Some(value) = get("VIGIL_INSTANCE_ID") {
+            if value.trim().is_empty() {
+                return Err(ConfigError::Env {
+                    var: "VIGIL_INSTANCE_ID",
+                    message: "empty; unset it to keep the file's value".to_string(),
+                });
+            }
+            self.kafka.streaming.instance_id = Some(value.trim().to_string());
+        }
         Ok(())
     }
 
@@ -480,6 +543,9 @@ impl KafkaConfig {
                 }
             }
         }
+        if let Some(streaming) = layer.streaming {
+            self.streaming.apply(file, streaming, problems);
+        }
         if let Some(topics) = layer.topics {
             let layers = [
                 topics.health_events,
@@ -488,10 +554,50 @@ impl KafkaConfig {
                 topics.milestones,
                 topics.dead_letter,
                 topics.late_events,
+                topics.state,
             ];
             for ((key, topic), layer) in self.topics.all_mut().into_iter().zip(layers) {
                 if let Some(layer) = layer {
                     topic.apply(file, key, layer, problems);
+                }
+            }
+        }
+    }
+}
+
+impl StreamingConfig {
+    fn apply(&mut self, file: &Path, layer: StreamingLayer, problems: &mut Vec<Diagnostic>) {
+        if let Some(id) = layer.instance_id {
+            if id.get_ref().trim().is_empty() {
+                problems.push(Diagnostic::new(
+                    file,
+                    id.span(),
+                    "streaming.instance-id is empty",
+                ));
+            } else {
+                self.instance_id = Some(id.into_inner());
+            }
+        }
+        for (value, target, what) in [
+            (
+                layer.commit_interval,
+                &mut self.commit_interval_ms,
+                "streaming.commit-interval",
+            ),
+            (
+                layer.max_task_idle,
+                &mut self.max_task_idle_ms,
+                "streaming.max-task-idle",
+            ),
+            (
+                layer.transaction_timeout,
+                &mut self.transaction_timeout_ms,
+                "streaming.transaction-timeout",
+            ),
+        ] {
+            if let Some(value) = value {
+                if let Some(ms) = duration_setting(file, &value, what, problems) {
+                    *target = ms;
                 }
             }
         }
@@ -537,7 +643,9 @@ impl TopicConfig {
         }
         if let Some(retention) = layer.retention {
             let what = format!("topics.{key}.retention");
-            if let Some(ms) = duration_setting(file, &retention, &what, problems) {
+            if retention.get_ref().trim() == "forever" {
+                self.retention_ms = -1;
+            } else if let Some(ms) = duration_setting(file, &retention, &what, problems) {
                 self.retention_ms = ms;
             }
         }
@@ -632,10 +740,14 @@ mod tests {
         assert_eq!(t.milestones.retention_ms, 30 * DAY_MS);
         assert_eq!(t.dead_letter.retention_ms, 14 * DAY_MS);
         assert_eq!(t.late_events.retention_ms, 14 * DAY_MS);
-        for (_, topic) in t.all() {
+        assert_eq!(t.state.retention_ms, -1);
+        assert_eq!(t.state.cleanup_policy, CleanupPolicy::Compact);
+        for (key, topic) in t.all() {
             assert_eq!(topic.partitions, DEFAULT_PARTITIONS);
             assert_eq!(topic.replication_factor, 1);
-            assert_eq!(topic.cleanup_policy, CleanupPolicy::Delete);
+            if key != "state" {
+                assert_eq!(topic.cleanup_policy, CleanupPolicy::Delete);
+            }
         }
         c.validate().expect("defaults are valid");
     }

@@ -16,13 +16,14 @@ use rdkafka::ClientConfig;
 use serde_json::Value;
 
 const DAY_MS: i64 = 86_400_000;
-const TOPICS: [&str; 6] = [
+const TOPICS: [&str; 7] = [
     "health-events",
     "biometric-updates",
     "alerts",
     "milestones",
     "dead-letter",
     "late-events",
+    "vigil-state",
 ];
 
 /// The broker's address, or `None` (after saying so) when the tests must be skipped.

@@ -10,6 +10,7 @@ mod evaluate;
 mod nights;
 pub mod output;
 mod series;
+pub mod snapshot;
 mod state;
 
 use std::cmp::Reverse;
@@ -19,8 +20,9 @@ use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use crate::event::{Event, EventType};
-use crate::rules::{KeySpec, Mode, RuleSet};
+use crate::rules::{KeySpec, Mode, RuleSet, Storage};
 pub use output::{AlertState, OutputData, OutputEvent};
+pub use snapshot::{RestoreError, StateRecord};
 use state::KeyState;
 
 /// Engine settings that are not part of any rule.
@@ -96,6 +98,16 @@ pub struct Engine {
     attribute_keys: Vec<KeySpec>,
     /// For each rule, the rules with an `[after]` on it.
     dependents: Vec<Vec<usize>>,
+    /// What changed since the last [`Engine::drain_changelog`], when a changelog is kept.
+    changes: Option<Changes>,
+}
+
+/// Keys touched since the last changelog drain, with the sample chunks written per series,
+/// and keys whose state was dropped (with the chunks they had logged).
+#[derive(Default)]
+struct Changes {
+    touched: FxHashMap<Box<str>, Vec<(usize, i64)>>,
+    dropped: Vec<(Box<str>, Vec<(u64, Vec<i64>)>)>,
 }
 
 fn type_slot(ty: EventType) -> usize {
@@ -137,7 +149,103 @@ impl Engine {
             evaluated_by_type,
             attribute_keys,
             dependents,
+            changes: None,
         }
+    }
+
+    /// An engine that keeps a changelog ([`Engine::drain_changelog`]), starting from the state
+    /// in `records` (a changelog read back in log order; empty for a fresh start).
+    pub fn restored(
+        rules: Arc<RuleSet>,
+        config: EngineConfig,
+        records: impl IntoIterator<Item = StateRecord>,
+    ) -> Result<Self, RestoreError> {
+        let restored = snapshot::restore(&rules, config.allowed_lateness_ms, records)?;
+        let mut engine = Engine::new(rules, config);
+        if let Some(task) = restored.task {
+            engine.global_clock = task.global_clock;
+            engine.last_sweep = task.last_sweep;
+        }
+        for (key, state) in restored.keys {
+            for (rule, rule_state) in state.rules.iter().enumerate() {
+                if let Some(state::Extra::Absence(absence)) =
+                    rule_state.as_deref().and_then(|r| r.extra.as_deref())
+                {
+                    if let (Some(deadline), true) = (absence.deadline, absence.queued) {
+                        engine.timers.push(Reverse(Timer {
+                            deadline,
+                            key: key.clone(),
+                            rule,
+                        }));
+                    }
+                }
+            }
+            engine.keys.insert(key, state);
+        }
+        engine.changes = Some(Changes::default());
+        Ok(engine)
+    }
+
+    /// Appends to `out` the changelog records for everything that changed since the last call
+    /// (see [`snapshot`]). Only an engine made by [`Engine::restored`] keeps a changelog.
+    pub fn drain_changelog(&mut self, out: &mut Vec<StateRecord>) {
+        let Some(changes) = self.changes.as_mut() else {
+            return;
+        };
+        if changes.touched.is_empty() && changes.dropped.is_empty() {
+            return;
+        }
+        let changes = std::mem::take(changes);
+        for (key, series) in changes.dropped {
+            out.push(StateRecord {
+                key: snapshot::key_record_key(&key),
+                value: None,
+            });
+            for (id, chunks) in series {
+                out.extend(chunks.into_iter().map(|c| StateRecord {
+                    key: snapshot::chunk_record_key(id, c, &key),
+                    value: None,
+                }));
+            }
+        }
+        let rules = Arc::clone(&self.rules);
+        for (key, mut dirty) in changes.touched {
+            let Some(state) = self.keys.get_mut(&key) else {
+                continue; // touched, then dropped: its tombstones are written above
+            };
+            out.push(StateRecord {
+                key: snapshot::key_record_key(&key),
+                value: Some(snapshot::encode_key(&rules, state)),
+            });
+            dirty.sort_unstable();
+            dirty.dedup();
+            for (index, series) in state.series.iter_mut().enumerate() {
+                let Some(series::SeriesState::Events(store)) = series.as_deref_mut() else {
+                    continue;
+                };
+                let id = snapshot::series_id(&rules.series[index].signature);
+                let from = dirty.partition_point(|(s, _)| *s < index);
+                let to = dirty.partition_point(|(s, _)| *s <= index);
+                let chunks: Vec<i64> = dirty[from..to].iter().map(|(_, c)| *c).collect();
+                store.log_chunks(
+                    &chunks,
+                    snapshot::chunk_of,
+                    |chunk, samples| {
+                        out.push(StateRecord {
+                            key: snapshot::chunk_record_key(id, chunk, &key),
+                            value: samples.map(|s| snapshot::encode_chunk(chunk, s)),
+                        })
+                    },
+                );
+            }
+        }
+        out.push(StateRecord {
+            key: snapshot::task_record_key(),
+            value: Some(snapshot::encode_task(&snapshot::TaskSnapshot {
+                global_clock: self.global_clock,
+                last_sweep: self.last_sweep,
+            })),
+        });
     }
 
     pub fn rules(&self) -> &RuleSet {
@@ -249,6 +357,18 @@ impl Engine {
             state.clock = t;
             state.offset_seconds = event.time.offset_seconds();
         }
+        if let Some(changes) = self.changes.as_mut() {
+            let dirty = match changes.touched.get_mut(key) {
+                Some(dirty) => dirty,
+                None => changes.touched.entry(key.into()).or_default(),
+            };
+            for &s in &self.series_by_type[slot] {
+                let def = &rules.series[s];
+                if def.key == *spec && def.storage == Storage::AllEvents {
+                    dirty.push((s, snapshot::chunk_of(t)));
+                }
+            }
+        }
         for &s in &self.series_by_type[slot] {
             let def = &rules.series[s];
             if def.key == *spec {
@@ -282,8 +402,15 @@ impl Engine {
         self.last_sweep = self.global_clock;
         let horizon = self.global_clock.saturating_sub(ttl);
         let before = self.keys.len();
-        self.keys
-            .retain(|_, state| state.clock >= horizon || state.holds_open_work());
+        let rules = &self.rules;
+        let changes = &mut self.changes;
+        self.keys.retain(|key, state| {
+            let keep = state.clock >= horizon || state.holds_open_work();
+            if let (false, Some(changes)) = (keep, changes.as_mut()) {
+                changes.dropped.push((key.clone(), logged_chunks(rules, state)));
+            }
+            keep
+        });
         self.counters.keys_expired += (before - self.keys.len()) as u64;
     }
 
@@ -300,6 +427,11 @@ impl Engine {
             let Some(state) = self.keys.get_mut(&timer.key) else {
                 continue;
             };
+            if let Some(changes) = self.changes.as_mut() {
+                if !changes.touched.contains_key(&timer.key) {
+                    changes.touched.insert(timer.key.clone(), Vec::new());
+                }
+            }
             let mut ctx = evaluate::Context {
                 rules: &rules,
                 dependents: &self.dependents,
@@ -316,4 +448,20 @@ impl Engine {
             }
         }
     }
+}
+
+/// The changelog chunks a key's state has written, per series id.
+fn logged_chunks(rules: &RuleSet, state: &KeyState) -> Vec<(u64, Vec<i64>)> {
+    rules
+        .series
+        .iter()
+        .zip(state.series.iter())
+        .filter_map(|(def, series)| match series.as_deref() {
+            Some(series::SeriesState::Events(store)) if !store.logged_chunks().is_empty() => Some((
+                snapshot::series_id(&def.signature),
+                store.logged_chunks().to_vec(),
+            )),
+            _ => None,
+        })
+        .collect()
 }

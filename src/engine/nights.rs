@@ -10,7 +10,7 @@
 //! costs no extra bytes.
 
 /// Values of the ring, narrow while exact.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum Slots {
     Fixed { values: Box<[u16]>, decimals: u8 },
     Narrow(Box<[f32]>),
@@ -61,7 +61,7 @@ fn encode(values: &[Option<f64>]) -> Slots {
 }
 
 /// A ring of `capacity` consecutive nights ending at the newest night seen.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NightStore {
     newest: i32,
     slots: Slots,
@@ -173,6 +173,11 @@ impl NightStore {
                 f(day, v);
             }
         }
+    }
+
+    /// Every stored night with its value, oldest first.
+    pub fn for_each(&self, f: impl FnMut(i32, f64)) {
+        self.for_each_in(i32::MIN, i32::MAX, f);
     }
 
     /// Heap bytes held.

@@ -27,6 +27,9 @@ pub enum SeriesState {
 pub struct EventStore {
     samples: VecDeque<(Sample, i32)>,
     sliding: Vec<SlidingState>,
+    /// Chunks of samples written to the changelog and not yet deleted from it, ascending
+    /// (empty unless the engine keeps a changelog; see `engine::snapshot`).
+    logged_chunks: Vec<i64>,
 }
 
 #[derive(Debug)]
@@ -60,6 +63,7 @@ impl SeriesState {
                         dirty: false,
                     })
                     .collect(),
+                logged_chunks: Vec::new(),
             }),
         }
     }
@@ -91,6 +95,7 @@ impl SeriesState {
                 SeriesState::Nights(s) => s.heap_bytes(),
                 SeriesState::Events(s) => {
                     s.samples.capacity() * std::mem::size_of::<(Sample, i32)>()
+                        + s.logged_chunks.capacity() * std::mem::size_of::<i64>()
                         + s.sliding
                             .iter()
                             .map(|a| std::mem::size_of::<SlidingState>() + a.agg.heap_bytes())
@@ -246,6 +251,51 @@ fn finish(
 }
 
 impl EventStore {
+    /// Changelog records for this store since the last call: each chunk in `dirty` (by
+    /// `chunk_of`) is written whole (`emit(chunk, Some(samples))`), and chunks evicted since
+    /// are deleted (`emit(chunk, None)`). Samples leave only from the front, so the evicted chunks are exactly the
+    /// logged ones before the first sample's chunk.
+    pub fn log_chunks(
+        &mut self,
+        dirty: &[i64],
+        chunk_of: impl Fn(i64) -> i64,
+        mut emit: impl FnMut(i64, Option<&mut dyn Iterator<Item = (Sample, i32)>>),
+    ) {
+        let first_live = self.samples.front().map_or(i64::MAX, |(s, _)| chunk_of(s.t));
+        let evicted = self.logged_chunks.partition_point(|c| *c < first_live);
+        for chunk in self.logged_chunks.drain(..evicted) {
+            emit(chunk, None);
+        }
+        for &chunk in dirty {
+            if chunk < first_live {
+                continue; // inserted and evicted again before this call
+            }
+            let from = self.samples.partition_point(|(s, _)| chunk_of(s.t) < chunk);
+            let to = self.samples.partition_point(|(s, _)| chunk_of(s.t) <= chunk);
+            if from == to {
+                continue;
+            }
+            emit(chunk, Some(&mut self.samples.range(from..to).copied()));
+            if let Err(at) = self.logged_chunks.binary_search(&chunk) {
+                self.logged_chunks.insert(at, chunk);
+            }
+        }
+    }
+
+    /// Every logged chunk, for deleting them all when the key's state goes.
+    pub fn logged_chunks(&self) -> &[i64] {
+        &self.logged_chunks
+    }
+
+    /// Restores samples read back from the changelog (in time order) and the chunks they
+    /// came from; the incremental aggregates are rebuilt from them as they are pushed.
+    pub fn restore(&mut self, samples: impl IntoIterator<Item = (Sample, i32)>, chunks: Vec<i64>) {
+        for (sample, day) in samples {
+            self.insert(sample, day);
+        }
+        self.logged_chunks = chunks;
+    }
+
     fn insert(&mut self, sample: Sample, day: i32) {
         let in_order = self
             .samples

@@ -1,5 +1,7 @@
 //! What the engine remembers per key and rule between events.
 
+use serde::{Deserialize, Serialize};
+
 use super::series::SeriesState;
 use crate::rules::Severity;
 
@@ -55,7 +57,7 @@ impl KeyState {
 }
 
 /// An alert that has fired and not yet resolved.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct Firing {
     /// Night (nightly rules) or time in ms of the firing; its id is rebuilt from it.
     pub occasion: i64,
@@ -67,7 +69,7 @@ pub struct Firing {
 /// bit k of `fired` whether that position belongs to a run that already fired. A date without
 /// data has its bit clear, so it ends a run; a correction or a late night just rewrites its
 /// bit. 24 bytes whatever the streak length (up to 64).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct Streak {
     pub pos: i64,
     pub held: u64,
@@ -75,14 +77,14 @@ pub struct Streak {
 }
 
 /// `[after]`: armed at `at` (night or ms), valid through `until`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct Armed {
     pub at: i64,
     pub until: i64,
 }
 
 /// A partial match of a sequence.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PartialMatch {
     pub next_step: usize,
     pub started: i64,
@@ -90,7 +92,7 @@ pub struct PartialMatch {
 }
 
 /// Absence bookkeeping.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Absence {
     /// When the timeout expires (ms), and the event that started it.
     pub deadline: Option<i64>,
@@ -101,7 +103,7 @@ pub struct Absence {
 }
 
 /// State only some kinds of rules need, kept out of line so the common case stays small.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Extra {
     Armed(Armed),
     Absence(Absence),
@@ -109,7 +111,7 @@ pub enum Extra {
 }
 
 /// Per rule and key.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RuleState {
     pub firing: Option<Firing>,
     /// Occasion of the latest firing — its night for nightly rules, else its time in ms —

@@ -1,0 +1,315 @@
+//! The engine's state as changelog records, and its restoration from them.
+//!
+//! In Kafka mode the state of each task (input partition) is written, in the same transaction
+//! as the outputs and consumed offsets, to a compacted changelog topic, as Kafka Streams does:
+//! a restarted or rebalanced instance reads the changelog back instead of replaying history.
+//! Only what changed since the previous commit is written:
+//!
+//! - `K` + key: the key's clock, its per-night rings, its per-rule state (small: ~1 KiB for a
+//!   user of the nightly rules), written whole when the key was touched;
+//! - `C` + series + chunk + key: the raw samples of an all-events series (e.g. 1 Hz heart rate
+//!   kept for a sliding window plus the allowed lateness) in chunks of one minute, so a commit
+//!   rewrites the minute that changed, not the hour kept; evicted chunks are deleted
+//!   (tombstones), so compaction keeps the topic as large as the state;
+//! - `T`: the task's clock, which drives timers.
+//!
+//! Series and rules are matched by their signature and by rule id and version on restore, not
+//! by position: a rule that was added, removed or changed starts empty instead of reading
+//! another rule's state. Incremental aggregates are not written; they are rebuilt from the
+//! samples.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::aggregate::Sample;
+use super::nights::NightStore;
+use super::series::SeriesState;
+use super::state::{KeyState, RuleState};
+use crate::rules::RuleSet;
+
+/// Width of a sample chunk in the changelog.
+pub const CHUNK_MS: i64 = 60_000;
+
+/// Version of the value encoding, first byte of every value.
+const FORMAT: u8 = 1;
+
+const TAG_TASK: u8 = b'T';
+const TAG_KEY: u8 = b'K';
+const TAG_CHUNK: u8 = b'C';
+
+/// One changelog record: `value: None` deletes the key (a tombstone).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateRecord {
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Why a changelog could not be read back.
+#[derive(Debug, Error)]
+pub enum RestoreError {
+    #[error("changelog record {key:?} is not Vigil state: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("changelog record {key:?} has format {found}; this Vigil reads format {FORMAT}")]
+    Format { key: String, found: u8 },
+}
+
+pub fn chunk_of(t: i64) -> i64 {
+    t.div_euclid(CHUNK_MS)
+}
+
+/// A stable 64-bit hash of a series signature (FNV-1a). Written by hand because the hashers
+/// in std and rustc-hash promise no stability across releases, and changelog keys must
+/// outlive the binary that wrote them.
+pub fn series_id(signature: &str) -> u64 {
+    signature.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+pub fn task_record_key() -> Vec<u8> {
+    vec![TAG_TASK]
+}
+
+pub fn key_record_key(key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + key.len());
+    k.push(TAG_KEY);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+pub fn chunk_record_key(series: u64, chunk: i64, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17 + key.len());
+    k.push(TAG_CHUNK);
+    k.extend_from_slice(&series.to_be_bytes());
+    k.extend_from_slice(&chunk.to_be_bytes());
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct TaskSnapshot {
+    pub global_clock: i64,
+    pub last_sweep: i64,
+}
+
+#[derive(Serialize)]
+struct KeySnapshotRef<'a> {
+    clock: i64,
+    offset_seconds: i32,
+    nights: Vec<(u64, &'a NightStore)>,
+    events: Vec<u64>,
+    rules: Vec<(&'a str, u32, &'a RuleState)>,
+}
+
+#[derive(Deserialize)]
+struct KeySnapshot {
+    clock: i64,
+    offset_seconds: i32,
+    nights: Vec<(u64, NightStore)>,
+    events: Vec<u64>,
+    rules: Vec<(String, u32, RuleState)>,
+}
+
+/// Samples of one chunk: time from the chunk's start (ms), value, local date.
+type ChunkSnapshot = Vec<(u32, f64, i32)>;
+
+fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let mut bytes = vec![FORMAT];
+    // Serialising plain data into a Vec cannot fail.
+    bytes.extend(postcard::to_stdvec(value).unwrap_or_default());
+    bytes
+}
+
+fn decode<'a, T: Deserialize<'a>>(key: &[u8], bytes: &'a [u8]) -> Result<T, RestoreError> {
+    let shown = || String::from_utf8_lossy(key).into_owned();
+    match bytes.split_first() {
+        Some((&FORMAT, rest)) => postcard::from_bytes(rest).map_err(|e| RestoreError::Corrupt {
+            key: shown(),
+            reason: e.to_string(),
+        }),
+        Some((&found, _)) => Err(RestoreError::Format {
+            key: shown(),
+            found,
+        }),
+        None => Err(RestoreError::Corrupt {
+            key: shown(),
+            reason: "empty value".into(),
+        }),
+    }
+}
+
+pub(super) fn encode_task(task: &TaskSnapshot) -> Vec<u8> {
+    encode(task)
+}
+
+/// The `K` record of a key's state.
+pub(super) fn encode_key(rules: &RuleSet, state: &KeyState) -> Vec<u8> {
+    let mut nights = Vec::new();
+    let mut events = Vec::new();
+    for (def, series) in rules.series.iter().zip(state.series.iter()) {
+        match series.as_deref() {
+            Some(SeriesState::Nights(store)) => nights.push((series_id(&def.signature), store)),
+            Some(SeriesState::Events(_)) => events.push(series_id(&def.signature)),
+            None => {}
+        }
+    }
+    let rule_states = rules
+        .rules
+        .iter()
+        .zip(state.rules.iter())
+        .filter_map(|(rule, s)| Some((rule.id.as_str(), rule.version, s.as_deref()?)))
+        .collect();
+    encode(&KeySnapshotRef {
+        clock: state.clock,
+        offset_seconds: state.offset_seconds,
+        nights,
+        events,
+        rules: rule_states,
+    })
+}
+
+pub(super) fn encode_chunk(chunk: i64, samples: &mut dyn Iterator<Item = (Sample, i32)>) -> Vec<u8> {
+    let start = chunk.saturating_mul(CHUNK_MS);
+    let rows: ChunkSnapshot = samples
+        .map(|(s, day)| (u32::try_from(s.t - start).unwrap_or(0), s.v, day))
+        .collect();
+    encode(&rows)
+}
+
+/// What a changelog holds, read back: the latest value of every live key.
+#[derive(Default)]
+pub(super) struct Restored {
+    pub task: Option<TaskSnapshot>,
+    pub keys: Vec<(Box<str>, KeyState)>,
+}
+
+/// Rebuilds key states from the latest value of each changelog key (`records` in log order;
+/// later values win, tombstones delete). `lateness_ms` sizes the series as the engine does.
+pub(super) fn restore(
+    rules: &RuleSet,
+    lateness_ms: i64,
+    records: impl IntoIterator<Item = StateRecord>,
+) -> Result<Restored, RestoreError> {
+    let mut latest: rustc_hash::FxHashMap<Vec<u8>, Vec<u8>> = Default::default();
+    for record in records {
+        match record.value {
+            Some(value) => latest.insert(record.key, value),
+            None => latest.remove(&record.key),
+        };
+    }
+    let mut restored = Restored::default();
+    let mut keys: rustc_hash::FxHashMap<Box<str>, KeyState> = Default::default();
+    // Chunks per (key, series id), to attach once every key is known.
+    let mut chunks: rustc_hash::FxHashMap<(Box<str>, u64), Vec<(i64, ChunkSnapshot)>> =
+        Default::default();
+    let series_index = |id: u64| {
+        rules
+            .series
+            .iter()
+            .position(|def| series_id(&def.signature) == id)
+    };
+    for (key, value) in &latest {
+        match key.split_first() {
+            Some((&TAG_TASK, [])) => restored.task = Some(decode(key, value)?),
+            Some((&TAG_KEY, name)) => {
+                let name = std::str::from_utf8(name).map_err(|e| RestoreError::Corrupt {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    reason: e.to_string(),
+                })?;
+                let snapshot: KeySnapshot = decode(key, value)?;
+                keys.insert(
+                    name.into(),
+                    key_state(rules, lateness_ms, snapshot, series_index),
+                );
+            }
+            Some((&TAG_CHUNK, rest)) if rest.len() >= 16 => {
+                let (series, rest) = rest.split_at(8);
+                let (chunk, name) = rest.split_at(8);
+                let series = u64::from_be_bytes(series.try_into().unwrap_or_default());
+                let chunk = i64::from_be_bytes(chunk.try_into().unwrap_or_default());
+                let Ok(name) = std::str::from_utf8(name) else {
+                    continue;
+                };
+                let rows: ChunkSnapshot = decode(key, value)?;
+                chunks
+                    .entry((name.into(), series))
+                    .or_default()
+                    .push((chunk, rows));
+            }
+            _ => {
+                return Err(RestoreError::Corrupt {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    reason: "unknown record kind".into(),
+                })
+            }
+        }
+    }
+    for ((name, series), mut found) in chunks {
+        // Chunks of a key whose `K` record is gone, or of a series no rule uses any more,
+        // belong to nothing.
+        let (Some(state), Some(index)) = (keys.get_mut(&name), series_index(series)) else {
+            continue;
+        };
+        let Some(SeriesState::Events(store)) = state.series[index].as_deref_mut() else {
+            continue;
+        };
+        found.sort_unstable_by_key(|(chunk, _)| *chunk);
+        let ids = found.iter().map(|(chunk, _)| *chunk).collect();
+        let samples = found.into_iter().flat_map(|(chunk, rows)| {
+            let start = chunk.saturating_mul(CHUNK_MS);
+            rows.into_iter().map(move |(dt, v, day)| {
+                (
+                    Sample {
+                        t: start + i64::from(dt),
+                        v,
+                    },
+                    day,
+                )
+            })
+        });
+        store.restore(samples, ids);
+    }
+    restored.keys = keys.into_iter().collect();
+    Ok(restored)
+}
+
+fn key_state(
+    rules: &RuleSet,
+    lateness_ms: i64,
+    snapshot: KeySnapshot,
+    series_index: impl Fn(u64) -> Option<usize>,
+) -> KeyState {
+    let mut state = KeyState::new(rules.series.len(), rules.rules.len());
+    state.clock = snapshot.clock;
+    state.offset_seconds = snapshot.offset_seconds;
+    for (id, stored) in snapshot.nights {
+        let Some(index) = series_index(id) else {
+            continue;
+        };
+        // Re-inserted into a ring sized by today's rules, which may keep more or fewer
+        // nights than the rules that wrote it.
+        let mut series = SeriesState::new(&rules.series[index], lateness_ms);
+        if let SeriesState::Nights(store) = &mut series {
+            stored.for_each(|day, v| store.insert(day, v));
+            state.series[index] = Some(Box::new(series));
+        }
+    }
+    for id in snapshot.events {
+        if let Some(index) = series_index(id) {
+            let series = SeriesState::new(&rules.series[index], lateness_ms);
+            if matches!(series, SeriesState::Events(_)) {
+                state.series[index] = Some(Box::new(series));
+            }
+        }
+    }
+    for (id, version, rule_state) in snapshot.rules {
+        if let Some(index) = rules
+            .rules
+            .iter()
+            .position(|r| r.id == id && r.version == version)
+        {
+            state.rules[index] = Some(Box::new(rule_state));
+        }
+    }
+    state
+}
