@@ -119,7 +119,12 @@ fn changelog_compacts_to_the_live_state() {
     }
     let compacted: Vec<StateRecord> = latest
         .into_iter()
-        .filter_map(|(key, value)| value.map(|v| StateRecord { key, value: Some(v) }))
+        .filter_map(|(key, value)| {
+            value.map(|v| StateRecord {
+                key,
+                value: Some(v),
+            })
+        })
         .collect();
     assert!(compacted.len() < log.len());
     // Evicted sample chunks were deleted: what is left is bounded by what is kept.

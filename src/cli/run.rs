@@ -3,16 +3,20 @@
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 
+use crate::config::Config;
 use crate::engine::{Engine, EngineConfig};
 use crate::event::{Decoder, DEFAULT_MAX_LINE_BYTES};
 use crate::io::pipeline::{self, Sinks};
+use crate::kafka::stream::{self, StreamOptions};
 use crate::rules::duration::parse_duration;
-use crate::rules::load_rules;
+use crate::rules::{load_rules, RuleSet};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -38,9 +42,23 @@ pub struct RunArgs {
     /// e.g. "90d" (default: keep it; a firing alert or pending timer always keeps it).
     #[arg(long)]
     state_ttl: Option<String>,
-    /// Longest accepted input line, in bytes.
+    /// Longest accepted input line (or Kafka message), in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES)]
     max_line_bytes: usize,
+    /// Production mode: consume the input topics of `vigil.toml` and produce to its output
+    /// topics, exactly once (instead of --input/--output files).
+    #[arg(long, conflicts_with_all = ["input", "output"])]
+    kafka: bool,
+    /// The configuration file (default: ./vigil.toml when it exists). With --kafka.
+    #[arg(long, requires = "kafka")]
+    config: Option<PathBuf>,
+    /// This instance's id in the consumer group (overrides kafka.streaming.instance-id).
+    #[arg(long, requires = "kafka")]
+    instance_id: Option<String>,
+    /// With --kafka: stop (after committing) once every assigned partition is processed and
+    /// nothing has arrived for this long, e.g. "5s". For backtests and tests.
+    #[arg(long, requires = "kafka")]
+    exit_when_idle: Option<String>,
 }
 
 fn create(path: &PathBuf) -> anyhow::Result<BufWriter<File>> {
@@ -70,6 +88,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
                 .map_err(|e| anyhow::anyhow!("--state-ttl: {e}"))?,
         },
     );
+    if args.kafka {
+        return run_kafka(args, engine.rules_arc(), engine.config().clone());
+    }
     let decoder = Decoder::with_max_line_bytes(args.max_line_bytes);
     let mut dead = create(&args.dead_letter)?;
     let mut late = create(&args.late)?;
@@ -106,6 +127,41 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         )
     }
     .context("while running")?;
+    eprintln!("{summary}");
+    Ok(0)
+}
+
+fn run_kafka(args: RunArgs, rules: Arc<RuleSet>, engine: EngineConfig) -> anyhow::Result<u8> {
+    let mut config = match Config::load(args.config.as_deref()) {
+        Ok((config, _)) => config,
+        Err(e) => {
+            eprint!("{}", e.render(super::color()));
+            return Ok(super::EXIT_ERROR);
+        }
+    };
+    if let Some(id) = args.instance_id {
+        config.kafka.streaming.instance_id = Some(id);
+    }
+    let exit_when_idle = args
+        .exit_when_idle
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--exit-when-idle: {e}"))?
+        .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("cannot install the signal handlers")?;
+    }
+    let options = StreamOptions {
+        rules,
+        engine,
+        max_message_bytes: args.max_line_bytes,
+        exit_when_idle,
+        stop,
+    };
+    let summary = stream::run(&config.kafka, &options)?;
     eprintln!("{summary}");
     Ok(0)
 }

@@ -107,8 +107,11 @@ pub struct Engine {
 #[derive(Default)]
 struct Changes {
     touched: FxHashMap<Box<str>, Vec<(usize, i64)>>,
-    dropped: Vec<(Box<str>, Vec<(u64, Vec<i64>)>)>,
+    dropped: Vec<(Box<str>, LoggedChunks)>,
 }
+
+/// The changelog chunks of a key's state, per series id.
+type LoggedChunks = Vec<(u64, Vec<i64>)>;
 
 fn type_slot(ty: EventType) -> usize {
     EventType::ALL.iter().position(|t| *t == ty).unwrap_or(0)
@@ -227,16 +230,12 @@ impl Engine {
                 let from = dirty.partition_point(|(s, _)| *s < index);
                 let to = dirty.partition_point(|(s, _)| *s <= index);
                 let chunks: Vec<i64> = dirty[from..to].iter().map(|(_, c)| *c).collect();
-                store.log_chunks(
-                    &chunks,
-                    snapshot::chunk_of,
-                    |chunk, samples| {
-                        out.push(StateRecord {
-                            key: snapshot::chunk_record_key(id, chunk, &key),
-                            value: samples.map(|s| snapshot::encode_chunk(chunk, s)),
-                        })
-                    },
-                );
+                store.log_chunks(&chunks, snapshot::chunk_of, |chunk, samples| {
+                    out.push(StateRecord {
+                        key: snapshot::chunk_record_key(id, chunk, &key),
+                        value: samples.map(|s| snapshot::encode_chunk(chunk, s)),
+                    })
+                });
             }
         }
         out.push(StateRecord {
@@ -250,6 +249,14 @@ impl Engine {
 
     pub fn rules(&self) -> &RuleSet {
         &self.rules
+    }
+
+    pub fn rules_arc(&self) -> Arc<RuleSet> {
+        Arc::clone(&self.rules)
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
     }
 
     pub fn counters(&self) -> Counters {
@@ -407,7 +414,9 @@ impl Engine {
         self.keys.retain(|key, state| {
             let keep = state.clock >= horizon || state.holds_open_work();
             if let (false, Some(changes)) = (keep, changes.as_mut()) {
-                changes.dropped.push((key.clone(), logged_chunks(rules, state)));
+                changes
+                    .dropped
+                    .push((key.clone(), logged_chunks(rules, state)));
             }
             keep
         });
@@ -451,16 +460,18 @@ impl Engine {
 }
 
 /// The changelog chunks a key's state has written, per series id.
-fn logged_chunks(rules: &RuleSet, state: &KeyState) -> Vec<(u64, Vec<i64>)> {
+fn logged_chunks(rules: &RuleSet, state: &KeyState) -> LoggedChunks {
     rules
         .series
         .iter()
         .zip(state.series.iter())
         .filter_map(|(def, series)| match series.as_deref() {
-            Some(series::SeriesState::Events(store)) if !store.logged_chunks().is_empty() => Some((
-                snapshot::series_id(&def.signature),
-                store.logged_chunks().to_vec(),
-            )),
+            Some(series::SeriesState::Events(store)) if !store.logged_chunks().is_empty() => {
+                Some((
+                    snapshot::series_id(&def.signature),
+                    store.logged_chunks().to_vec(),
+                ))
+            }
             _ => None,
         })
         .collect()

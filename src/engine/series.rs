@@ -261,7 +261,10 @@ impl EventStore {
         chunk_of: impl Fn(i64) -> i64,
         mut emit: impl FnMut(i64, Option<&mut dyn Iterator<Item = (Sample, i32)>>),
     ) {
-        let first_live = self.samples.front().map_or(i64::MAX, |(s, _)| chunk_of(s.t));
+        let first_live = self
+            .samples
+            .front()
+            .map_or(i64::MAX, |(s, _)| chunk_of(s.t));
         let evicted = self.logged_chunks.partition_point(|c| *c < first_live);
         for chunk in self.logged_chunks.drain(..evicted) {
             emit(chunk, None);
@@ -271,7 +274,9 @@ impl EventStore {
                 continue; // inserted and evicted again before this call
             }
             let from = self.samples.partition_point(|(s, _)| chunk_of(s.t) < chunk);
-            let to = self.samples.partition_point(|(s, _)| chunk_of(s.t) <= chunk);
+            let to = self
+                .samples
+                .partition_point(|(s, _)| chunk_of(s.t) <= chunk);
             if from == to {
                 continue;
             }

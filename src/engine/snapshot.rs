@@ -113,6 +113,9 @@ struct KeySnapshot {
 /// Samples of one chunk: time from the chunk's start (ms), value, local date.
 type ChunkSnapshot = Vec<(u32, f64, i32)>;
 
+/// The chunks read back for one key and series, by chunk number.
+type ChunksOfSeries = Vec<(i64, ChunkSnapshot)>;
+
 fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     let mut bytes = vec![FORMAT];
     // Serialising plain data into a Vec cannot fail.
@@ -168,7 +171,10 @@ pub(super) fn encode_key(rules: &RuleSet, state: &KeyState) -> Vec<u8> {
     })
 }
 
-pub(super) fn encode_chunk(chunk: i64, samples: &mut dyn Iterator<Item = (Sample, i32)>) -> Vec<u8> {
+pub(super) fn encode_chunk(
+    chunk: i64,
+    samples: &mut dyn Iterator<Item = (Sample, i32)>,
+) -> Vec<u8> {
     let start = chunk.saturating_mul(CHUNK_MS);
     let rows: ChunkSnapshot = samples
         .map(|(s, day)| (u32::try_from(s.t - start).unwrap_or(0), s.v, day))
@@ -200,8 +206,7 @@ pub(super) fn restore(
     let mut restored = Restored::default();
     let mut keys: rustc_hash::FxHashMap<Box<str>, KeyState> = Default::default();
     // Chunks per (key, series id), to attach once every key is known.
-    let mut chunks: rustc_hash::FxHashMap<(Box<str>, u64), Vec<(i64, ChunkSnapshot)>> =
-        Default::default();
+    let mut chunks: rustc_hash::FxHashMap<(Box<str>, u64), ChunksOfSeries> = Default::default();
     let series_index = |id: u64| {
         rules
             .series

@@ -1,11 +1,12 @@
 //! Kafka, the production mode's edge: clients built from [`crate::config::KafkaConfig`] and topic
-//! provisioning ([`topics`]). Streaming comes next (issue 3).
+//! provisioning ([`topics`]) and the exactly-once streaming run ([`stream`]).
 //!
 //! Every call to the brokers has a deadline (`kafka.request-timeout`), so an unreachable broker
 //! is an error with the addresses tried, never a hang. The admin calls are async (librdkafka's
 //! admin API answers on its own thread); callers run them on a small tokio runtime
 //! ([`runtime`]).
 
+pub mod stream;
 pub mod topics;
 
 use std::future::Future;

@@ -1,0 +1,887 @@
+//! `vigil run --kafka`: exactly-once consume–process–produce.
+//!
+//! - **Tasks.** Partition N of every input topic forms task N, with an engine of its own
+//!   (Kafka Streams' model): the input topics must be co-partitioned (same partition count,
+//!   keyed by user id with the same partitioner), and the `range` assignor gives a task's
+//!   partitions to one instance. The task's clock (the latest event time it has seen) drives
+//!   its timers, so the outputs do not depend on which instance runs the task.
+//! - **Order.** Within a task the partitions are merged by event time (Kafka Streams merges by
+//!   record timestamp, which producers often set to the send time; the engine cares about event
+//!   time), waiting up to `max-task-idle` for a partition that has nothing buffered and is not at
+//!   its end; a backlog is therefore processed in one deterministic order, and one topic read
+//!   ahead of the other does not make the other's events late.
+//! - **Transactions.** Every `commit-interval`, one transaction commits the outputs, dead
+//!   letters, late events, the state changes of every task (its changelog partition) and the
+//!   consumed offsets (bound to the group's generation, so an instance that lost its partitions
+//!   in a rebalance cannot commit for them).
+//! - **Restore.** A task's engine is rebuilt from its changelog partition, read with
+//!   `read_committed`, when the task is first seen in a session. Any failure or rebalance
+//!   aborts the open transaction and drops the engines; they are restored again from the
+//!   changelog, which matches the committed offsets exactly.
+//! - **Failures.** An unreachable broker, a failed commit or a fenced producer ends the
+//!   session; the run starts a new one after a backoff (0.5 s doubling to 30 s), logging why.
+//!   Nothing is lost: what was not committed is processed again from the committed offsets.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::client_config;
+use crate::config::KafkaConfig;
+use crate::engine::{Disposition, Engine, EngineConfig, OutputEvent, StateRecord};
+use crate::event::{DecodeError, Decoder, Event};
+use crate::rules::{RuleKind, RuleSet};
+
+/// What a run needs besides the Kafka configuration.
+pub struct StreamOptions {
+    pub rules: Arc<RuleSet>,
+    pub engine: EngineConfig,
+    pub max_message_bytes: usize,
+    /// Stop (committing first) once every assigned partition is at its end and nothing has
+    /// arrived for this long: for backtests and tests; `None` runs until signalled.
+    pub exit_when_idle: Option<Duration>,
+    /// Set by SIGINT/SIGTERM: finish and commit the open transaction, then return.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Totals of committed work over the whole run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamSummary {
+    pub events: u64,
+    pub alerts: u64,
+    pub milestones: u64,
+    pub late: u64,
+    pub dead_lettered: u64,
+    pub commits: u64,
+    pub aborts: u64,
+    pub sessions: u64,
+}
+
+impl std::fmt::Display for StreamSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "events in: {}, alerts: {}, milestones: {}, late: {}, dead-lettered: {}, \
+             transactions committed: {}, aborted: {}",
+            self.events,
+            self.alerts,
+            self.milestones,
+            self.late,
+            self.dead_lettered,
+            self.commits,
+            self.aborts
+        )
+    }
+}
+
+/// Runs until stopped (or idle, with `exit_when_idle`); retries broker failures forever.
+pub fn run(config: &KafkaConfig, options: &StreamOptions) -> anyhow::Result<StreamSummary> {
+    let mut summary = StreamSummary::default();
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        summary.sessions += 1;
+        let started = Instant::now();
+        match Session::start(config, options).and_then(|mut s| s.run(&mut summary)) {
+            Ok(()) => return Ok(summary),
+            Err(SessionError::Fatal(e)) => return Err(e),
+            Err(SessionError::Retry(e)) => {
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = Duration::from_millis(500);
+                }
+                log(&format!(
+                    "{e:#}; starting again in {} ms (nothing uncommitted is lost: it is \
+                     processed again from the committed offsets)",
+                    backoff.as_millis()
+                ));
+                let until = Instant::now() + backoff;
+                while Instant::now() < until {
+                    if options.stop.load(Ordering::Relaxed) {
+                        return Ok(summary);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+fn log(message: &str) {
+    eprintln!("vigil: {message}");
+}
+
+enum SessionError {
+    /// Configuration or topology that no retry can fix.
+    Fatal(anyhow::Error),
+    /// The brokers, a transaction or a rebalance failed; start a new session.
+    Retry(anyhow::Error),
+}
+
+impl From<anyhow::Error> for SessionError {
+    fn from(e: anyhow::Error) -> Self {
+        SessionError::Retry(e)
+    }
+}
+
+impl From<KafkaError> for SessionError {
+    fn from(e: KafkaError) -> Self {
+        SessionError::Retry(e.into())
+    }
+}
+
+/// Records rebalances for the run loop, which reacts after `poll` returns.
+#[derive(Default)]
+struct RebalanceFlag {
+    happened: Mutex<bool>,
+}
+
+impl ClientContext for RebalanceFlag {}
+
+impl ConsumerContext for RebalanceFlag {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Ok(mut happened) = self.happened.lock() {
+            *happened = true;
+        }
+        if let Rebalance::Error(e) = rebalance {
+            log(&format!("rebalance error: {e}"));
+        }
+    }
+}
+
+/// One buffered input record, decoded on arrival.
+struct Record {
+    message: OwnedMessage,
+    decoded: Result<Event, String>,
+    /// Where the record sorts in its task's merge: its event time, or the earliest possible
+    /// time for a record that only goes to the dead-letter topic.
+    merge_time: i64,
+}
+
+/// One input partition of a task.
+#[derive(Default)]
+struct InputPartition {
+    buffered: VecDeque<Record>,
+    /// Offset after the last record processed, to commit.
+    processed_to: Option<i64>,
+    /// Offset after the last record received.
+    received_to: Option<i64>,
+}
+
+struct Task {
+    engine: Engine,
+    /// By position in [`Session::inputs`].
+    inputs: Vec<InputPartition>,
+    /// Since when a partition with nothing buffered has held the task back.
+    waiting_since: Option<Instant>,
+}
+
+struct Topics {
+    inputs: Vec<String>,
+    alerts: String,
+    milestones: String,
+    dead_letter: String,
+    late: String,
+    state: String,
+}
+
+struct Session<'a> {
+    options: &'a StreamOptions,
+    config: &'a KafkaConfig,
+    topics: Topics,
+    consumer: BaseConsumer<RebalanceFlag>,
+    producer: BaseProducer,
+    decoder: Decoder,
+    tasks: BTreeMap<i32, Task>,
+    in_transaction: bool,
+    /// Counts of the open transaction, added to the run's on commit.
+    pending: StreamSummary,
+    timeout: Duration,
+    last_input: Instant,
+}
+
+impl<'a> Session<'a> {
+    fn start(config: &'a KafkaConfig, options: &'a StreamOptions) -> Result<Self, SessionError> {
+        let t = &config.topics;
+        let topics = Topics {
+            inputs: vec![
+                config.topic_name(&t.health_events),
+                config.topic_name(&t.biometric_updates),
+            ],
+            alerts: config.topic_name(&t.alerts),
+            milestones: config.topic_name(&t.milestones),
+            dead_letter: config.topic_name(&t.dead_letter),
+            late: config.topic_name(&t.late_events),
+            state: config.topic_name(&t.state),
+        };
+        let instance = instance_id(config);
+        let timeout = Duration::from_millis(
+            u64::try_from(config.request_timeout_ms.max(1)).unwrap_or(10_000),
+        );
+
+        let mut producer_config = client_config(config);
+        producer_config
+            .set("transactional.id", format!("{}-{instance}", config.group))
+            .set(
+                "transaction.timeout.ms",
+                config
+                    .streaming
+                    .transaction_timeout_ms
+                    .max(1000)
+                    .to_string(),
+            )
+            .set("enable.idempotence", "true")
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "2")
+            .set("message.max.bytes", "2000000");
+        let producer: BaseProducer = producer_config
+            .create()
+            .map_err(|e| SessionError::Fatal(anyhow!("cannot create the Kafka producer: {e}")))?;
+        // Also aborts (or completes) whatever this instance's previous run left open, so the
+        // changelog and the offsets read below are settled.
+        producer
+            .init_transactions(timeout)
+            .context("cannot start Kafka transactions (is the broker up?)")?;
+
+        let mut consumer_config = client_config(config);
+        consumer_config
+            .set("group.id", &config.group)
+            .set("group.instance.id", &instance)
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "range");
+        let consumer: BaseConsumer<RebalanceFlag> = consumer_config
+            .create_with_context(RebalanceFlag::default())
+            .map_err(|e| SessionError::Fatal(anyhow!("cannot create the Kafka consumer: {e}")))?;
+
+        check_topics(&consumer, &topics, timeout)?;
+        let inputs: Vec<&str> = topics.inputs.iter().map(String::as_str).collect();
+        consumer.subscribe(&inputs)?;
+        log(&format!(
+            "instance {instance} consuming {} in group {}",
+            inputs.join(", "),
+            config.group
+        ));
+        Ok(Session {
+            options,
+            config,
+            topics,
+            consumer,
+            producer,
+            decoder: Decoder::with_max_line_bytes(options.max_message_bytes),
+            tasks: BTreeMap::new(),
+            in_transaction: false,
+            pending: StreamSummary::default(),
+            timeout,
+            last_input: Instant::now(),
+        })
+    }
+
+    fn run(&mut self, summary: &mut StreamSummary) -> Result<(), SessionError> {
+        let commit_every = Duration::from_millis(
+            u64::try_from(self.config.streaming.commit_interval_ms.max(1)).unwrap_or(100),
+        );
+        let mut last_commit = Instant::now();
+        let mut last_report = Instant::now();
+        loop {
+            if last_report.elapsed() >= Duration::from_secs(10) {
+                last_report = Instant::now();
+                let buffered: usize = self
+                    .tasks
+                    .values()
+                    .flat_map(|t| t.inputs.iter())
+                    .map(|i| i.buffered.len())
+                    .sum();
+                log(&format!(
+                    "progress: {summary}; tasks {:?}, {buffered} records buffered",
+                    self.tasks.keys().collect::<Vec<_>>()
+                ));
+            }
+            if self.options.stop.load(Ordering::Relaxed) {
+                self.commit(summary)?;
+                log("stopped: the open transaction is committed");
+                return Ok(());
+            }
+            let mut received = 0;
+            let mut wait = Duration::from_millis(5);
+            while received < 5_000 {
+                let Some(result) = self.consumer.poll(wait).map(|r| r.map(|m| m.detach())) else {
+                    break;
+                };
+                wait = Duration::ZERO;
+                self.after_rebalance(summary)?;
+                match result {
+                    Ok(message) => {
+                        self.receive(message)?;
+                        received += 1;
+                    }
+                    Err(KafkaError::PartitionEOF(_)) => {}
+                    Err(e @ KafkaError::MessageConsumptionFatal(_)) => {
+                        return Err(SessionError::Retry(e.into()))
+                    }
+                    Err(e) => log(&format!("consumer: {e}")),
+                }
+            }
+            self.after_rebalance(summary)?;
+            if received > 0 {
+                self.last_input = Instant::now();
+            }
+            self.process_ready()?;
+            self.producer.poll(Duration::ZERO);
+            if last_commit.elapsed() >= commit_every {
+                self.commit(summary)?;
+                last_commit = Instant::now();
+            }
+            if let Some(idle) = self.options.exit_when_idle {
+                if self.last_input.elapsed() >= idle && self.all_processed() {
+                    self.commit(summary)?;
+                    log("idle: every assigned partition is processed and committed");
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// After a rebalance the engines may hold work that will not commit: abort it and drop
+    /// them; they are restored from the changelog as their partitions deliver records again,
+    /// from the committed offsets.
+    fn after_rebalance(&mut self, summary: &mut StreamSummary) -> Result<(), SessionError> {
+        let happened = {
+            let mut flag = self
+                .consumer
+                .context()
+                .happened
+                .lock()
+                .map_err(|_| anyhow!("rebalance flag poisoned"))?;
+            std::mem::take(&mut *flag)
+        };
+        if !happened {
+            return Ok(());
+        }
+        if self.in_transaction {
+            self.producer
+                .abort_transaction(self.timeout)
+                .context("cannot abort the open transaction after a rebalance")?;
+            self.in_transaction = false;
+            summary.aborts += 1;
+        }
+        self.pending = StreamSummary::default();
+        self.tasks.clear();
+        log("partitions rebalanced; tasks will be restored from the changelog");
+        Ok(())
+    }
+
+    fn receive(&mut self, message: OwnedMessage) -> Result<(), SessionError> {
+        let Some(input) = self.topics.inputs.iter().position(|t| t == message.topic()) else {
+            return Ok(());
+        };
+        let partition = message.partition();
+        if !self.tasks.contains_key(&partition) {
+            let task = self.restore_task(partition)?;
+            self.tasks.insert(partition, task);
+        }
+        let Some(task) = self.tasks.get_mut(&partition) else {
+            return Ok(());
+        };
+        let decoded = decode(&self.decoder, &message, self.options.max_message_bytes);
+        let merge_time = decoded.as_ref().map_or(i64::MIN, |e| e.time.millis());
+        let slot = &mut task.inputs[input];
+        slot.received_to = Some(message.offset() + 1);
+        slot.buffered.push_back(Record {
+            message,
+            decoded,
+            merge_time,
+        });
+        Ok(())
+    }
+
+    /// Reads task `partition`'s changelog to its end (committed records only) and builds its
+    /// engine from it.
+    fn restore_task(&mut self, partition: i32) -> Result<Task, SessionError> {
+        let started = Instant::now();
+        let mut reader_config = client_config(self.config);
+        reader_config
+            .set("group.id", format!("{}-restore", self.config.group))
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("fetch.wait.max.ms", "20");
+        let reader: BaseConsumer = reader_config
+            .create()
+            .map_err(|e| SessionError::Fatal(anyhow!("cannot create the changelog reader: {e}")))?;
+        let (low, high) = reader.fetch_watermarks(&self.topics.state, partition, self.timeout)?;
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(&self.topics.state, partition, Offset::Beginning)?;
+        reader.assign(&assignment)?;
+        let mut records = Vec::new();
+        let mut last_progress = Instant::now();
+        // An empty changelog has no end to reach: librdkafka signals EOF only after a fetch.
+        let mut at_end = high <= low;
+        while !at_end {
+            match reader.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    last_progress = Instant::now();
+                    records.push(StateRecord {
+                        key: m.key().unwrap_or_default().to_vec(),
+                        value: m.payload().map(<[u8]>::to_vec),
+                    });
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => at_end = true,
+                Some(Err(e)) => log(&format!("changelog reader: {e}")),
+                None => {
+                    if last_progress.elapsed() > self.timeout {
+                        return Err(SessionError::Retry(anyhow!(
+                            "restoring task {partition}: no progress reading {} for {} ms",
+                            self.topics.state,
+                            self.timeout.as_millis()
+                        )));
+                    }
+                }
+            }
+        }
+        let n = records.len();
+        let engine = Engine::restored(
+            Arc::clone(&self.options.rules),
+            self.options.engine.clone(),
+            records,
+        )
+        .map_err(|e| SessionError::Fatal(anyhow!("task {partition}: {e}")))?;
+        log(&format!(
+            "task {partition}: state restored from {n} changelog records ({} keys) in {} ms",
+            engine.keys_in_state(),
+            started.elapsed().as_millis()
+        ));
+        // Where each input partition of the task resumes: a partition whose committed offset
+        // is its end has nothing to wait for.
+        let mut inputs: Vec<InputPartition> = (0..self.topics.inputs.len())
+            .map(|_| InputPartition::default())
+            .collect();
+        let mut wanted = TopicPartitionList::new();
+        for topic in &self.topics.inputs {
+            wanted.add_partition(topic, partition);
+        }
+        let committed = self.consumer.committed_offsets(wanted, self.timeout)?;
+        for e in committed.elements() {
+            if let (Some(i), Offset::Offset(at)) = (
+                self.topics.inputs.iter().position(|t| t == e.topic()),
+                e.offset(),
+            ) {
+                inputs[i].received_to = Some(at);
+            }
+        }
+        Ok(Task {
+            engine,
+            inputs,
+            waiting_since: None,
+        })
+    }
+
+    /// Processes, per task, every record that the timestamp merge allows now.
+    fn process_ready(&mut self) -> Result<(), SessionError> {
+        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        let mut outputs = Vec::new();
+        for partition in partitions {
+            while let Some(task) = self.tasks.get_mut(&partition) {
+                let Some(input) = next_input(
+                    task,
+                    &self.topics.inputs,
+                    &self.consumer,
+                    partition,
+                    self.config.streaming.max_task_idle_ms,
+                ) else {
+                    break;
+                };
+                let Some(record) = task.inputs[input].buffered.pop_front() else {
+                    break;
+                };
+                task.inputs[input].processed_to = Some(record.message.offset() + 1);
+                outputs.clear();
+                self.process_record(partition, record, &mut outputs)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn process_record(
+        &mut self,
+        partition: i32,
+        record: Record,
+        outputs: &mut Vec<OutputEvent>,
+    ) -> Result<(), SessionError> {
+        self.begin()?;
+        let message = &record.message;
+        let event = match record.decoded {
+            Ok(event) => event,
+            Err(reason) => {
+                self.pending.dead_lettered += 1;
+                let topic = self.topics.dead_letter.clone();
+                return self.forward(&topic, message, &reason, None);
+            }
+        };
+        let Some(task) = self.tasks.get_mut(&partition) else {
+            return Ok(());
+        };
+        self.pending.events += 1;
+        if task.engine.process(&event, outputs) == Disposition::Late {
+            self.pending.late += 1;
+            let behind = task
+                .engine
+                .user_clock(&event.user_id)
+                .map_or(0, |c| c - event.time.millis());
+            let topic = self.topics.late.clone();
+            return self.forward(
+                &topic,
+                message,
+                "later than the allowed lateness behind its user's event time",
+                Some(behind),
+            );
+        }
+        for output in outputs.iter() {
+            let topic = match output.kind() {
+                RuleKind::Alert => {
+                    self.pending.alerts += 1;
+                    &self.topics.alerts
+                }
+                RuleKind::Milestone => {
+                    self.pending.milestones += 1;
+                    &self.topics.milestones
+                }
+            };
+            let body = serde_json::to_vec(output).map_err(|e| anyhow!("{e}"))?;
+            let time = output.time.to_string();
+            let headers = OwnedHeaders::new()
+                .insert(header("content-type", "application/cloudevents+json"))
+                .insert(header("ce_specversion", &output.specversion))
+                .insert(header("ce_id", &output.id))
+                .insert(header("ce_source", &output.source))
+                .insert(header("ce_type", &output.event_type))
+                .insert(header("ce_subject", &output.subject))
+                .insert(header("ce_time", &time));
+            let record = BaseRecord::to(topic)
+                .key(output.subject.as_bytes())
+                .payload(&body)
+                .headers(headers);
+            send(&self.producer, record)?;
+        }
+        Ok(())
+    }
+
+    /// Copies a rejected or late input record, bytes untouched, to `topic`, with headers
+    /// saying why and where it came from.
+    fn forward(
+        &mut self,
+        topic: &str,
+        message: &OwnedMessage,
+        reason: &str,
+        behind_ms: Option<i64>,
+    ) -> Result<(), SessionError> {
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        let mut headers = OwnedHeaders::new()
+            .insert(header("vigil.reason", reason))
+            .insert(header("vigil.source.topic", message.topic()))
+            .insert(header("vigil.source.partition", &partition))
+            .insert(header("vigil.source.offset", &offset));
+        if let Some(behind) = behind_ms {
+            headers = headers.insert(header("vigil.behind-ms", &behind.to_string()));
+        }
+        let mut record = BaseRecord::to(topic).headers(headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        if let Some(payload) = message.payload() {
+            record = record.payload(payload);
+        }
+        send(&self.producer, record)
+    }
+
+    fn begin(&mut self) -> Result<(), SessionError> {
+        if !self.in_transaction {
+            self.producer.begin_transaction()?;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
+
+    /// Commits the open transaction: state changes, then consumed offsets, then commit.
+    fn commit(&mut self, summary: &mut StreamSummary) -> Result<(), SessionError> {
+        if !self.in_transaction {
+            return Ok(());
+        }
+        let mut changes = Vec::new();
+        let mut offsets = TopicPartitionList::new();
+        for (&partition, task) in self.tasks.iter_mut() {
+            changes.clear();
+            task.engine.drain_changelog(&mut changes);
+            for change in &changes {
+                let record = BaseRecord::<[u8], [u8]>::to(&self.topics.state)
+                    .partition(partition)
+                    .key(&change.key[..]);
+                let record = match &change.value {
+                    Some(value) => record.payload(&value[..]),
+                    None => record,
+                };
+                send(&self.producer, record)?;
+            }
+            for (input, slot) in task.inputs.iter().enumerate() {
+                if let Some(offset) = slot.processed_to {
+                    offsets.add_partition_offset(
+                        &self.topics.inputs[input],
+                        partition,
+                        Offset::Offset(offset),
+                    )?;
+                }
+            }
+        }
+        let group = self
+            .consumer
+            .group_metadata()
+            .ok_or_else(|| anyhow!("the consumer has no group metadata"))?;
+        let result = self
+            .producer
+            .send_offsets_to_transaction(&offsets, &group, self.timeout)
+            .and_then(|()| self.producer.commit_transaction(self.timeout));
+        self.in_transaction = false;
+        if let Err(e) = result {
+            summary.aborts += 1;
+            self.pending = StreamSummary::default();
+            // An abortable error leaves the producer usable, but the engines hold the aborted
+            // work either way: the session ends and the next one restores them.
+            let _ = self.producer.abort_transaction(self.timeout);
+            return Err(SessionError::Retry(anyhow!("transaction failed: {e}")));
+        }
+        summary.commits += 1;
+        let p = std::mem::take(&mut self.pending);
+        summary.events += p.events;
+        summary.alerts += p.alerts;
+        summary.milestones += p.milestones;
+        summary.late += p.late;
+        summary.dead_lettered += p.dead_lettered;
+        Ok(())
+    }
+
+    /// True when nothing is buffered and every assigned partition is at its end.
+    fn all_processed(&self) -> bool {
+        if self
+            .tasks
+            .values()
+            .any(|t| t.inputs.iter().any(|i| !i.buffered.is_empty()))
+        {
+            return false;
+        }
+        let Ok(assignment) = self.consumer.assignment() else {
+            return false;
+        };
+        assignment.elements().iter().all(|e| {
+            let received = self.tasks.get(&e.partition()).and_then(|t| {
+                let input = self.topics.inputs.iter().position(|n| n == e.topic())?;
+                t.inputs[input].received_to
+            });
+            match (
+                received,
+                high_watermark(&self.consumer, e.topic(), e.partition()),
+            ) {
+                (Some(at), Some(high)) => at >= high,
+                (None, Some(high)) => {
+                    high == 0 || self.last_input.elapsed() > Duration::from_secs(1)
+                }
+                _ => false,
+            }
+        })
+    }
+}
+
+fn decode(decoder: &Decoder, message: &OwnedMessage, max_bytes: usize) -> Result<Event, String> {
+    match message.payload() {
+        None => Err("empty message (no value)".to_string()),
+        Some(payload) if payload.len() > max_bytes => Err(DecodeError::TooLarge {
+            len: payload.len(),
+            max: max_bytes,
+        }
+        .to_string()),
+        Some(payload) => decoder.decode(payload).map_err(|e| e.to_string()),
+    }
+}
+
+/// The input whose head record the task processes next, by (event time, input order); `None`
+/// when the task must wait for a partition that may still deliver an earlier record.
+fn next_input(
+    task: &mut Task,
+    names: &[String],
+    consumer: &BaseConsumer<RebalanceFlag>,
+    partition: i32,
+    max_idle_ms: i64,
+) -> Option<usize> {
+    let mut best: Option<(i64, usize)> = None;
+    let mut blocked = false;
+    // Until librdkafka has heard of a partition's end, it may hold anything: wait longer.
+    let mut unknown = false;
+    for (i, input) in task.inputs.iter().enumerate() {
+        match input.buffered.front() {
+            Some(head) => {
+                if best.is_none_or(|(t, _)| head.merge_time < t) {
+                    best = Some((head.merge_time, i));
+                }
+            }
+            None => {
+                let at_end = match (
+                    input.received_to,
+                    high_watermark(consumer, &names[i], partition),
+                ) {
+                    (Some(at), Some(high)) => at >= high,
+                    (None, Some(high)) => high == 0,
+                    (_, None) => {
+                        unknown = true;
+                        false
+                    }
+                };
+                blocked |= !at_end;
+            }
+        }
+    }
+    let (_, input) = best?;
+    if blocked {
+        let since = *task.waiting_since.get_or_insert_with(Instant::now);
+        let limit = Duration::from_millis(u64::try_from(max_idle_ms).unwrap_or(0));
+        let limit = if unknown {
+            limit.max(Duration::from_secs(10))
+        } else {
+            limit
+        };
+        if since.elapsed() < limit {
+            return None;
+        }
+    } else {
+        task.waiting_since = None;
+    }
+    Some(input)
+}
+
+/// The high watermark librdkafka last saw for a partition (the last stable offset, for a
+/// `read_committed` consumer), from its local cache: no request to the broker. rdkafka does
+/// not wrap `rd_kafka_get_watermark_offsets`, hence the direct call.
+fn high_watermark<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let topic = CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid while `consumer` lives; the topic is a valid C
+    // string; librdkafka writes only the two offsets.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
+}
+
+fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
+    Header {
+        key,
+        value: Some(value),
+    }
+}
+
+/// Enqueues a record, waiting for room when librdkafka's queue is full.
+fn send<K, P>(producer: &BaseProducer, mut record: BaseRecord<'_, K, P>) -> Result<(), SessionError>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((
+                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                r,
+            )) if Instant::now() < deadline => {
+                record = r;
+                producer.poll(Duration::from_millis(20));
+            }
+            Err((e, _)) => return Err(SessionError::Retry(anyhow!("cannot produce: {e}"))),
+        }
+    }
+}
+
+/// This instance's id: configured, else the host name.
+pub fn instance_id(config: &KafkaConfig) -> String {
+    config.streaming.instance_id.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "vigil".to_string())
+    })
+}
+
+/// Checks that the topics exist and that the inputs and the changelog are co-partitioned.
+fn check_topics<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topics: &Topics,
+    timeout: Duration,
+) -> Result<(), SessionError> {
+    let metadata = consumer
+        .fetch_metadata(None, timeout)
+        .context("cannot read the cluster's metadata (is the broker up?)")?;
+    let partitions = |name: &str| {
+        metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == name && t.error().is_none())
+            .map(|t| t.partitions().len())
+    };
+    let mut counts = Vec::new();
+    for name in topics.inputs.iter().chain([
+        &topics.alerts,
+        &topics.milestones,
+        &topics.dead_letter,
+        &topics.late,
+        &topics.state,
+    ]) {
+        match partitions(name) {
+            Some(n) => counts.push((name.as_str(), n)),
+            None => {
+                return Err(SessionError::Fatal(anyhow!(
+                    "topic {name} does not exist; create the topics with `vigil topics apply`"
+                )))
+            }
+        }
+    }
+    let inputs = counts[0].1;
+    if counts[1].1 != inputs {
+        return Err(SessionError::Fatal(anyhow!(
+            "{} has {} partitions and {} has {}: the input topics must be co-partitioned (same \
+             partition count, keyed by user id) so that a user's events meet in one task",
+            counts[0].0,
+            counts[0].1,
+            counts[1].0,
+            counts[1].1
+        )));
+    }
+    let state = counts[counts.len() - 1];
+    if state.1 < inputs {
+        return Err(SessionError::Fatal(anyhow!(
+            "{} has {} partitions but the inputs have {inputs}: the changelog needs one per task",
+            state.0,
+            state.1
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,585 @@
+//! `vigil run --kafka` against the real broker that `scripts/services up` starts: the same
+//! outputs as the engine run per task in file order, exactly once through crashes, with two
+//! instances in one group, and with poison input dead-lettered.
+//!
+//! Without `VIGIL_KAFKA_BROKERS` the tests are skipped with a message, except with `CI=true`,
+//! where that is a failure. Each test has a topic prefix and consumer group of its own.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chrono::NaiveDate;
+use rand::{Rng, SeedableRng};
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::Value;
+use vigil::engine::{Engine, EngineConfig};
+use vigil::event::{Event, EventType};
+use vigil::rules::load_rules;
+use vigil::simulate::{simulate, SimConfig};
+
+const PARTITIONS: i32 = 3;
+
+fn brokers() -> Option<String> {
+    match std::env::var("VIGIL_KAFKA_BROKERS") {
+        Ok(b) if !b.trim().is_empty() => Some(b),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but VIGIL_KAFKA_BROKERS is not set: start the broker with \
+                 `scripts/services up` and `source .services.env` (scripts/test does both)"
+            );
+            eprintln!("skipped: VIGIL_KAFKA_BROKERS is not set (run `scripts/services up`)");
+            None
+        }
+    }
+}
+
+/// The input topic an event type travels on: what people report, and what devices measure.
+fn topic_index(ty: EventType) -> usize {
+    match ty {
+        EventType::Symptom
+        | EventType::Illness
+        | EventType::PhysicalActivity
+        | EventType::SleepEpisode
+        | EventType::DeviceSync => 0,
+        _ => 1,
+    }
+}
+
+/// The partition of a user, as the producers of these tests key it.
+fn partition_of(user: &str) -> i32 {
+    let h = user
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    (h % PARTITIONS as u32) as i32
+}
+
+fn rules_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules")
+}
+
+/// One record read back from a topic.
+#[derive(Debug)]
+struct Received {
+    payload: Option<Vec<u8>>,
+    headers: Vec<(String, String)>,
+    key: Vec<u8>,
+}
+
+/// The tests run one at a time: each starts several processes, and on two cores three tests
+/// at once starve one another's timing (the broker's session timeouts among them).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+struct Fixture {
+    _serial: std::sync::MutexGuard<'static, ()>,
+    brokers: String,
+    prefix: String,
+    group: String,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Fixture {
+    fn new(brokers: String) -> Fixture {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let id = format!(
+            "{}-{nanos}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("vigil.toml");
+        let mut text = String::from(
+            "[kafka]\nrequest-timeout = \"15s\"\n\n[kafka.streaming]\ncommit-interval = \
+             \"50ms\"\nmax-task-idle = \"3s\"\ntransaction-timeout = \"20s\"\n\n\
+             [kafka.librdkafka]\n\"session.timeout.ms\" = \"6000\"\n\
+             \"heartbeat.interval.ms\" = \"1000\"\n",
+        );
+        for topic in [
+            "health-events",
+            "biometric-updates",
+            "alerts",
+            "milestones",
+            "dead-letter",
+            "late-events",
+            "state",
+        ] {
+            text.push_str(&format!(
+                "\n[kafka.topics.{topic}]\npartitions = {PARTITIONS}\n"
+            ));
+        }
+        std::fs::write(&config, text).expect("write config");
+        let f = Fixture {
+            _serial: serial,
+            brokers,
+            prefix: format!("vigil-stream-{id}."),
+            group: format!("vigil-stream-{id}"),
+            dir,
+            config,
+        };
+        let out = f
+            .vigil(&["topics", "apply"])
+            .output()
+            .expect("topics apply");
+        assert!(
+            out.status.success(),
+            "topics apply: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        f
+    }
+
+    fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    fn vigil(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        c.args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env("VIGIL_KAFKA_BROKERS", &self.brokers)
+            .env("VIGIL_KAFKA_TOPIC_PREFIX", &self.prefix)
+            .env("VIGIL_KAFKA_GROUP", &self.group);
+        c
+    }
+
+    /// `vigil run --kafka` as instance `instance`, its log in the fixture's folder.
+    fn start(&self, instance: &str, exit_when_idle: &str, extra: &[&str]) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{instance}.log")))
+            .expect("log file");
+        let rules = rules_dir();
+        let mut args = vec![
+            "run",
+            "--kafka",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--instance-id",
+            instance,
+            "--exit-when-idle",
+            exit_when_idle,
+        ];
+        args.extend_from_slice(extra);
+        let mut c = self.vigil(&args);
+        c.stdout(Stdio::null()).stderr(log);
+        c.spawn().expect("start vigil")
+    }
+
+    fn log(&self, instance: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{instance}.log"))).unwrap_or_default()
+    }
+
+    fn wait(&self, mut child: Child, instance: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                assert!(
+                    status.success(),
+                    "{instance} failed: {status}\n{}",
+                    self.log(instance)
+                );
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "{instance} did not finish in {limit:?}\n{}",
+                    self.log(instance)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn producer(&self) -> BaseProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("linger.ms", "5")
+            .set("message.max.bytes", "2000000")
+            .create()
+            .expect("producer")
+    }
+
+    /// Produces events, keyed by user and partitioned by [`partition_of`], stamped with
+    /// their event time, each on its type's topic.
+    fn produce(&self, events: &[Event]) {
+        let producer = self.producer();
+        let topics = [self.topic("health-events"), self.topic("biometric-updates")];
+        for event in events {
+            let body = serde_json::to_vec(&event.to_json()).unwrap();
+            let topic = &topics[topic_index(event.event_type())];
+            send(
+                &producer,
+                BaseRecord::to(topic)
+                    .partition(partition_of(&event.user_id))
+                    .key(event.user_id.as_bytes())
+                    .payload(&body[..])
+                    .timestamp(event.time.millis()),
+            );
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush");
+    }
+
+    /// Every record of `topic`, as a read_committed consumer sees it.
+    fn read(&self, topic: &str) -> Vec<Received> {
+        let name = self.topic(topic);
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", format!("{}-reader", self.group))
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition_offset(&name, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).expect("assign");
+        let mut at_end = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while at_end.len() < PARTITIONS as usize {
+            assert!(Instant::now() < deadline, "reading {name} timed out");
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    let headers = m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| {
+                                    (
+                                        h.key.to_string(),
+                                        String::from_utf8_lossy(h.value.unwrap_or_default())
+                                            .into_owned(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    at_end.remove(&m.partition());
+                    out.push(Received {
+                        payload: m.payload().map(<[u8]>::to_vec),
+                        headers,
+                        key: m.key().unwrap_or_default().to_vec(),
+                    });
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    at_end.insert(p);
+                }
+                Some(Err(e)) => panic!("reading {name}: {e}"),
+                None => {}
+            }
+        }
+        out
+    }
+
+    /// Alerts and milestones, sorted by id, as JSON.
+    fn outputs(&self) -> Vec<Value> {
+        let mut all: Vec<Value> = ["alerts", "milestones"]
+            .iter()
+            .flat_map(|t| self.read(t))
+            .map(|r| serde_json::from_slice(&r.payload.unwrap()).unwrap())
+            .collect();
+        all.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        all
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .create()
+            .expect("admin");
+        let names: Vec<String> = [
+            "health-events",
+            "biometric-updates",
+            "alerts",
+            "milestones",
+            "dead-letter",
+            "late-events",
+            "vigil-state",
+        ]
+        .iter()
+        .map(|t| self.topic(t))
+        .collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
+            let _ = rt.block_on(admin.delete_topics(
+                &refs,
+                &AdminOptions::new().request_timeout(Some(Duration::from_secs(15))),
+            ));
+        }
+    }
+}
+
+fn send(producer: &BaseProducer, mut record: BaseRecord<'_, [u8], [u8]>) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(_), r)) => {
+                record = r;
+                producer.poll(Duration::from_millis(50));
+            }
+            Err((e, _)) => panic!("produce: {e}"),
+        }
+    }
+}
+
+fn events(users: usize, hr_days: u32) -> Vec<Event> {
+    simulate(&SimConfig {
+        users,
+        days: 45,
+        seed: 11,
+        start: NaiveDate::from_ymd_opt(2024, 5, 1).unwrap(),
+        heart_rate: true,
+        hr_hours_per_day: 0.5,
+        hr_users: None,
+        hr_days: Some(hr_days),
+        hr_episode_probability: 0.5,
+    })
+    .collect()
+}
+
+/// What the embedded engine gives for the same input: one engine per partition (task), its
+/// events in the order the task merges them — by timestamp, then topic, then offset.
+fn expected(events: &[Event]) -> Vec<Value> {
+    let rules = Arc::new(load_rules(&[rules_dir()]).expect("rules"));
+    let mut all = Vec::new();
+    for p in 0..PARTITIONS {
+        let mut mine: Vec<(usize, &Event)> = events
+            .iter()
+            .filter(|e| partition_of(&e.user_id) == p)
+            .enumerate()
+            .collect();
+        mine.sort_by_key(|(i, e)| (e.time.millis(), topic_index(e.event_type()), *i));
+        let mut engine = Engine::new(Arc::clone(&rules), EngineConfig::default());
+        let mut out = Vec::new();
+        for (_, event) in mine {
+            engine.process(event, &mut out);
+        }
+        // Through text, as the outputs read from Kafka are, so both sides parse numbers the
+        // same way.
+        all.extend(
+            out.iter().map(|o| {
+                serde_json::from_str::<Value>(&serde_json::to_string(o).unwrap()).unwrap()
+            }),
+        );
+    }
+    all.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    all
+}
+
+fn assert_same(got: &[Value], want: &[Value]) {
+    let ids = |v: &[Value]| -> Vec<String> {
+        v.iter()
+            .map(|o| o["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut unique = ids(got);
+    unique.dedup();
+    assert_eq!(unique.len(), got.len(), "an output was committed twice");
+    let (g, w) = (ids(got), ids(want));
+    let missing: Vec<&Value> = want
+        .iter()
+        .filter(|o| !g.contains(&o["id"].as_str().unwrap().to_string()))
+        .collect();
+    let extra: Vec<&Value> = got
+        .iter()
+        .filter(|o| !w.contains(&o["id"].as_str().unwrap().to_string()))
+        .collect();
+    let short = |o: &&Value| {
+        format!(
+            "{} {} {} {}",
+            o["data"]["rule_id"], o["subject"], o["time"], o["data"]["state"]
+        )
+    };
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} outputs missing: {:?}\n{} unexpected: {:?}",
+        missing.len(),
+        missing.iter().map(short).collect::<Vec<_>>(),
+        extra.len(),
+        extra.iter().map(short).collect::<Vec<_>>()
+    );
+    for (a, b) in got.iter().zip(want) {
+        assert_eq!(a, b, "same id, different contents");
+    }
+}
+
+#[test]
+fn kafka_gives_the_engines_outputs_exactly_once_through_crashes() {
+    let Some(brokers) = brokers() else { return };
+    let f = Fixture::new(brokers);
+    let events = events(9, 4);
+    let want = expected(&events);
+    assert!(
+        want.len() > 20,
+        "the input should raise outputs: {}",
+        want.len()
+    );
+    f.produce(&events);
+
+    // Killed with SIGKILL at random moments, restarted each time, then run to the end.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    for round in 0..4 {
+        let child = f.start("crashy", "60s", &[]);
+        let after = Duration::from_millis(rng.gen_range(400..2_500));
+        std::thread::sleep(after);
+        let mut child = child;
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        eprintln!("round {round}: killed after {after:?}");
+    }
+    let child = f.start("crashy", "3s", &[]);
+    f.wait(child, "crashy", Duration::from_secs(240));
+    let log = f.log("crashy");
+    // The kills interrupted the work: later runs restored state that earlier runs committed,
+    // and the last run still had events to process.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("state restored") && !l.contains("(0 keys)")),
+        "no run restored committed state:\n{log}"
+    );
+    let last_events: u64 = log
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("events in: "))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no summary line:\n{log}"));
+    assert!(
+        last_events > 0,
+        "every kill came after the work was done:\n{log}"
+    );
+
+    let got = f.outputs();
+    assert_same(&got, &want);
+    // Nothing was dead-lettered or late in this input.
+    assert!(f.read("dead-letter").is_empty());
+}
+
+#[test]
+fn two_instances_share_the_work_and_survive_losing_one() {
+    let Some(brokers) = brokers() else { return };
+    let f = Fixture::new(brokers);
+    let events = events(9, 4);
+    let want = expected(&events);
+    f.produce(&events);
+
+    let a = f.start("a", "12s", &[]);
+    let mut b = f.start("b", "12s", &[]);
+    std::thread::sleep(Duration::from_millis(2_500));
+    b.kill().expect("SIGKILL b");
+    let _ = b.wait();
+    f.wait(a, "a", Duration::from_secs(240));
+    let log = f.log("a");
+    assert!(
+        log.contains("rebalanced"),
+        "a never saw b come or go:\n{log}"
+    );
+
+    assert_same(&f.outputs(), &want);
+}
+
+#[test]
+fn poison_input_is_dead_lettered_and_processing_goes_on() {
+    let Some(brokers) = brokers() else { return };
+    let f = Fixture::new(brokers);
+    let events = events(3, 1);
+    let want = expected(&events);
+    let producer = f.producer();
+    let topic = f.topic("biometric-updates");
+    let huge = format!(
+        "{{\"type\":\"heart_rate\",\"pad\":\"{}\"}}",
+        "x".repeat(200_000)
+    );
+    let poison: Vec<(&str, Vec<u8>)> = vec![
+        ("not json", b"{\"type\": \"heart_rate\", ".to_vec()),
+        (
+            "schema",
+            br#"{"id":"p1","type":"heart_rate","user_id":"sim-0001","time":"2024-05-02T08:00:00Z","source":"t","data":{"heart_rate":"fast"}}"#.to_vec(),
+        ),
+        ("binary", vec![0xff, 0x00, 0xfe, 0x9c, 0x80, 0x01]),
+        ("huge", huge.into_bytes()),
+    ];
+    for (i, (_, body)) in poison.iter().enumerate() {
+        send(
+            &producer,
+            BaseRecord::to(&topic)
+                .partition(i as i32 % PARTITIONS)
+                .key(&b"poison"[..])
+                .payload(&body[..])
+                .timestamp(0),
+        );
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    f.produce(&events);
+    let child = f.start("p", "3s", &["--max-line-bytes", "65536"]);
+    f.wait(child, "p", Duration::from_secs(180));
+
+    let dead = f.read("dead-letter");
+    assert_eq!(dead.len(), poison.len(), "{dead:?}");
+    let mut by_body: BTreeMap<Vec<u8>, Vec<(String, String)>> = BTreeMap::new();
+    for r in dead {
+        assert_eq!(r.key, b"poison");
+        by_body.insert(r.payload.expect("the original bytes"), r.headers);
+    }
+    for (i, (what, body)) in poison.iter().enumerate() {
+        let headers = by_body
+            .get(body)
+            .unwrap_or_else(|| panic!("{what} is not in the dead-letter topic byte for byte"));
+        let get = |k: &str| {
+            headers
+                .iter()
+                .find(|(hk, _)| hk == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("{what}: no header {k}"))
+        };
+        assert!(!get("vigil.reason").is_empty());
+        assert_eq!(get("vigil.source.topic"), topic);
+        assert_eq!(
+            get("vigil.source.partition"),
+            (i as i32 % PARTITIONS).to_string()
+        );
+        assert_eq!(
+            get("vigil.source.offset"),
+            (i as i32 / PARTITIONS).to_string()
+        );
+        eprintln!("{what}: {}", get("vigil.reason"));
+    }
+    assert!(get_reason(&by_body, &poison[3].1).contains("65536"));
+    // The good events after the poison were all processed, none of them late.
+    assert!(f.read("late-events").is_empty(), "{}", f.log("p"));
+    assert_same(&f.outputs(), &want);
+}
+
+fn get_reason(by_body: &BTreeMap<Vec<u8>, Vec<(String, String)>>, body: &[u8]) -> String {
+    by_body[body]
+        .iter()
+        .find(|(k, _)| k == "vigil.reason")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
