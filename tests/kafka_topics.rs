@@ -194,14 +194,14 @@ fn stdout(out: &Output) -> String {
 }
 
 #[test]
-fn apply_creates_all_six_topics_and_a_second_apply_changes_nothing() {
+fn apply_creates_all_seven_topics_and_a_second_apply_changes_nothing() {
     let Some(brokers) = brokers() else { return };
     let f = Fixture::new(brokers);
     let config = f.config("[kafka.topics.alerts]\npartitions = 3\n");
     let out = f.vigil(&config, &["apply"]);
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
-    assert_eq!(text.lines().count(), 6, "{text}");
+    assert_eq!(text.lines().count(), 7, "{text}");
     for topic in TOPICS {
         assert!(
             text.contains(&format!("created {}:", f.name(topic))),
@@ -216,21 +216,19 @@ fn apply_creates_all_six_topics_and_a_second_apply_changes_nothing() {
         ("milestones", 6, 30),
         ("dead-letter", 6, 14),
         ("late-events", 6, 14),
+        ("vigil-state", 6, -1),
     ];
     for (topic, partitions, days) in expected {
         let (have, resource) = f.describe(topic);
         assert_eq!(have, partitions, "{topic} partitions");
         let value = |k: &str| resource.get(k).and_then(|e| e.value.clone());
-        assert_eq!(
-            value("retention.ms"),
-            Some((days * DAY_MS).to_string()),
-            "{topic} retention"
-        );
-        assert_eq!(
-            value("cleanup.policy").as_deref(),
-            Some("delete"),
-            "{topic}"
-        );
+        let (retention, policy) = if days < 0 {
+            ("-1".to_string(), "compact")
+        } else {
+            ((days * DAY_MS).to_string(), "delete")
+        };
+        assert_eq!(value("retention.ms"), Some(retention), "{topic} retention");
+        assert_eq!(value("cleanup.policy").as_deref(), Some(policy), "{topic}");
     }
 
     let again = f.vigil(&config, &["apply"]);
@@ -329,14 +327,16 @@ fn show_json_reflects_the_broker_and_marks_a_change_made_behind_vigils_back() {
     let doc: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(doc["in_line"], true);
     let topics = doc["topics"].as_array().expect("topics");
-    assert_eq!(topics.len(), 6);
-    for (t, key) in topics.iter().zip(TOPICS) {
+    assert_eq!(topics.len(), 7);
+    for (t, name) in topics.iter().zip(TOPICS) {
+        let key = if name == "vigil-state" { "state" } else { name };
         assert_eq!(t["key"], key);
-        assert_eq!(t["name"], f.name(key));
+        assert_eq!(t["name"], f.name(name));
         assert_eq!(t["actual"]["partitions"], 6);
         assert_eq!(t["actual"]["replication_factor"], 1);
         assert_eq!(t["actual"]["retention_ms"], t["configured"]["retention_ms"]);
-        assert_eq!(t["actual"]["cleanup_policy"], "delete");
+        let policy = if key == "state" { "compact" } else { "delete" };
+        assert_eq!(t["actual"]["cleanup_policy"], policy);
         assert_eq!(t["differences"], Value::Array(vec![]));
     }
 
