@@ -348,6 +348,14 @@ fn send(producer: &BaseProducer, mut record: BaseRecord<'_, [u8], [u8]>) {
     }
 }
 
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+}
+
 fn events(users: usize, hr_days: u32) -> Vec<Event> {
     simulate(&SimConfig {
         users,
@@ -441,6 +449,13 @@ fn kafka_gives_the_engines_outputs_exactly_once_through_crashes() {
         want.len()
     );
     f.produce(&events);
+
+    // Stopped gracefully first: SIGTERM commits the open transaction and exits 0.
+    let child = f.start("crashy", "60s", &[]);
+    std::thread::sleep(Duration::from_millis(1_500));
+    terminate(&child);
+    f.wait(child, "crashy", Duration::from_secs(60));
+    assert!(f.log("crashy").contains("stopped"), "{}", f.log("crashy"));
 
     // Killed with SIGKILL at random moments, restarted each time, then run to the end.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
@@ -582,4 +597,42 @@ fn get_reason(by_body: &BTreeMap<Vec<u8>, Vec<(String, String)>>, body: &[u8]) -
         .find(|(k, _)| k == "vigil.reason")
         .map(|(_, v)| v.clone())
         .unwrap_or_default()
+}
+
+#[test]
+fn an_unreachable_broker_is_retried_with_backoff_and_sigterm_still_stops() {
+    let Some(brokers) = brokers() else { return };
+    let f = Fixture::new(brokers);
+    let config = f.dir.path().join("unreachable.toml");
+    std::fs::write(&config, "[kafka]\nrequest-timeout = \"1s\"\n").expect("config");
+    let rules = rules_dir();
+    let log = std::fs::File::create(f.dir.path().join("down.log")).expect("log");
+    // Port 1 on loopback: nothing listens there.
+    let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args([
+            "run",
+            "--kafka",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--config",
+        ])
+        .arg(&config)
+        .env("VIGIL_KAFKA_BROKERS", "127.0.0.1:1")
+        .env("VIGIL_KAFKA_TOPIC_PREFIX", &f.prefix)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start vigil");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while f.log("down").matches("starting again in").count() < 2 {
+        assert!(Instant::now() < deadline, "no retries:\n{}", f.log("down"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    terminate(&child);
+    f.wait(child, "down", Duration::from_secs(30));
+    let log = f.log("down");
+    assert!(
+        log.contains("127.0.0.1:1") || log.contains("broker"),
+        "{log}"
+    );
 }

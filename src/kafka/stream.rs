@@ -247,9 +247,12 @@ impl<'a> Session<'a> {
             .map_err(|e| SessionError::Fatal(anyhow!("cannot create the Kafka producer: {e}")))?;
         // Also aborts (or completes) whatever this instance's previous run left open, so the
         // changelog and the offsets read below are settled.
-        producer
-            .init_transactions(timeout)
-            .context("cannot start Kafka transactions (is the broker up?)")?;
+        producer.init_transactions(timeout).with_context(|| {
+            format!(
+                "cannot start Kafka transactions with {} (is the broker up?)",
+                config.bootstrap_servers()
+            )
+        })?;
 
         let mut consumer_config = client_config(config);
         consumer_config
