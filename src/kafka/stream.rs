@@ -41,6 +41,10 @@ use crate::engine::{Disposition, Engine, EngineConfig, OutputEvent, StateRecord}
 use crate::event::{DecodeError, Decoder, Event};
 use crate::rules::{RuleKind, RuleSet};
 
+/// Largest payload copied whole to the dead-letter or late-events topic: under the broker's
+/// default `message.max.bytes` (1 MiB), headers included.
+const FORWARD_LIMIT: usize = 900 * 1024;
+
 /// What a run needs besides the Kafka configuration.
 pub struct StreamOptions {
     pub rules: Arc<RuleSet>,
@@ -597,11 +601,23 @@ impl<'a> Session<'a> {
         if let Some(behind) = behind_ms {
             headers = headers.insert(header("vigil.behind-ms", &behind.to_string()));
         }
+        // A record larger than the broker accepts would fail the transaction again at every
+        // retry: keep its head, and say so.
+        let payload = message.payload().map(|p| {
+            if p.len() > FORWARD_LIMIT {
+                let full = p.len().to_string();
+                headers = std::mem::take(&mut headers)
+                    .insert(header("vigil.truncated-from-bytes", &full));
+                &p[..FORWARD_LIMIT]
+            } else {
+                p
+            }
+        });
         let mut record = BaseRecord::to(topic).headers(headers);
         if let Some(key) = message.key() {
             record = record.key(key);
         }
-        if let Some(payload) = message.payload() {
+        if let Some(payload) = payload {
             record = record.payload(payload);
         }
         send(&self.producer, record)
