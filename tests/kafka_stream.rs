@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::NaiveDate;
@@ -22,9 +21,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
-use vigil::engine::{Engine, EngineConfig};
 use vigil::event::{Event, EventType};
-use vigil::rules::load_rules;
 use vigil::simulate::{simulate, SimConfig};
 
 const PARTITIONS: i32 = 3;
@@ -348,6 +345,16 @@ fn send(producer: &BaseProducer, mut record: BaseRecord<'_, [u8], [u8]>) {
     }
 }
 
+/// The events count of the last summary line in a log.
+fn summary_events(log: &str) -> u64 {
+    log.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("events in: "))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no summary line:\n{log}"))
+}
+
 fn terminate(child: &Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -371,10 +378,10 @@ fn events(users: usize, hr_days: u32) -> Vec<Event> {
     .collect()
 }
 
-/// What the embedded engine gives for the same input: one engine per partition (task), its
-/// events in the order the task merges them — by timestamp, then topic, then offset.
+/// What the file mode gives for the same input: `vigil run --input` once per partition (task),
+/// its events in the order the task merges them — by event time, then topic, then offset.
 fn expected(events: &[Event]) -> Vec<Value> {
-    let rules = Arc::new(load_rules(&[rules_dir()]).expect("rules"));
+    let dir = tempfile::tempdir().expect("tempdir");
     let mut all = Vec::new();
     for p in 0..PARTITIONS {
         let mut mine: Vec<(usize, &Event)> = events
@@ -383,17 +390,32 @@ fn expected(events: &[Event]) -> Vec<Value> {
             .enumerate()
             .collect();
         mine.sort_by_key(|(i, e)| (e.time.millis(), topic_index(e.event_type()), *i));
-        let mut engine = Engine::new(Arc::clone(&rules), EngineConfig::default());
-        let mut out = Vec::new();
+        let input = dir.path().join(format!("p{p}.jsonl"));
+        let mut text = String::new();
         for (_, event) in mine {
-            engine.process(event, &mut out);
+            text.push_str(&serde_json::to_string(&event.to_json()).unwrap());
+            text.push('\n');
         }
-        // Through text, as the outputs read from Kafka are, so both sides parse numbers the
-        // same way.
+        std::fs::write(&input, text).expect("write input");
+        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["run", "--rules", rules_dir().to_str().unwrap(), "--input"])
+            .arg(&input)
+            .arg("--dead-letter")
+            .arg(dir.path().join("dead.jsonl"))
+            .arg("--late")
+            .arg(dir.path().join("late.jsonl"))
+            .output()
+            .expect("vigil run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         all.extend(
-            out.iter().map(|o| {
-                serde_json::from_str::<Value>(&serde_json::to_string(o).unwrap()).unwrap()
-            }),
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()),
         );
     }
     all.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
@@ -441,7 +463,7 @@ fn assert_same(got: &[Value], want: &[Value]) {
 fn kafka_gives_the_engines_outputs_exactly_once_through_crashes() {
     let Some(brokers) = brokers() else { return };
     let f = Fixture::new(brokers);
-    let events = events(9, 4);
+    let events = events(12, 8);
     let want = expected(&events);
     assert!(
         want.len() > 20,
@@ -450,44 +472,63 @@ fn kafka_gives_the_engines_outputs_exactly_once_through_crashes() {
     );
     f.produce(&events);
 
+    // Runs are stopped a moment after they start processing (a task restored), so the stops
+    // fall in the middle of the work, not after it.
+    let restores = || f.log("crashy").matches("state restored").count();
+    let started = |before: usize| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while restores() <= before {
+            if Instant::now() > deadline {
+                return false; // nothing left to process
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    };
+
     // Stopped gracefully first: SIGTERM commits the open transaction and exits 0.
     let child = f.start("crashy", "60s", &[]);
-    std::thread::sleep(Duration::from_millis(1_500));
+    assert!(started(0), "never started:\n{}", f.log("crashy"));
+    std::thread::sleep(Duration::from_millis(200));
     terminate(&child);
     f.wait(child, "crashy", Duration::from_secs(60));
-    assert!(f.log("crashy").contains("stopped"), "{}", f.log("crashy"));
+    let log = f.log("crashy");
+    assert!(log.contains("stopped"), "{log}");
+    assert!(
+        summary_events(&log) > 0,
+        "the stopped run committed nothing:\n{log}"
+    );
 
-    // Killed with SIGKILL at random moments, restarted each time, then run to the end.
+    // Then killed with SIGKILL at random moments of the processing and restarted, until a
+    // run finds nothing left to do or four kills are done; the last run goes to the end.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-    for round in 0..4 {
-        let child = f.start("crashy", "60s", &[]);
-        let after = Duration::from_millis(rng.gen_range(400..2_500));
+    let mut kills = 0;
+    loop {
+        let before = restores();
+        let mut child = f.start("crashy", "3s", &[]);
+        if !started(before) || kills == 4 {
+            f.wait(child, "crashy", Duration::from_secs(240));
+            break;
+        }
+        let after = Duration::from_millis(rng.gen_range(50..400));
         std::thread::sleep(after);
-        let mut child = child;
         child.kill().expect("SIGKILL");
         let _ = child.wait();
-        eprintln!("round {round}: killed after {after:?}");
+        kills += 1;
+        eprintln!("kill {kills}: {after:?} into processing");
     }
-    let child = f.start("crashy", "3s", &[]);
-    f.wait(child, "crashy", Duration::from_secs(240));
     let log = f.log("crashy");
-    // The kills interrupted the work: later runs restored state that earlier runs committed,
-    // and the last run still had events to process.
+    assert!(
+        kills >= 2,
+        "only {kills} kills landed during the processing:\n{log}"
+    );
+    // Restarts restored state that earlier runs committed.
     assert!(
         log.lines()
-            .any(|l| l.contains("state restored") && !l.contains("(0 keys)")),
-        "no run restored committed state:\n{log}"
-    );
-    let last_events: u64 = log
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("events in: "))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no summary line:\n{log}"));
-    assert!(
-        last_events > 0,
-        "every kill came after the work was done:\n{log}"
+            .filter(|l| l.contains("state restored"))
+            .skip(3)
+            .any(|l| !l.contains("(0 keys)")),
+        "no restart found committed state:\n{log}"
     );
 
     let got = f.outputs();
@@ -512,7 +553,7 @@ fn two_instances_share_the_work_and_survive_losing_one() {
     f.wait(a, "a", Duration::from_secs(240));
     let log = f.log("a");
     assert!(
-        log.contains("rebalanced"),
+        log.matches("assigned anew").count() >= 2,
         "a never saw b come or go:\n{log}"
     );
 
@@ -635,4 +676,60 @@ fn an_unreachable_broker_is_retried_with_backoff_and_sigterm_still_stops() {
         log.contains("127.0.0.1:1") || log.contains("broker"),
         "{log}"
     );
+}
+
+#[test]
+fn a_broker_that_stops_answering_mid_run_loses_and_doubles_nothing() {
+    let Some(brokers) = brokers() else { return };
+    // The broker that scripts/services started (its pid file); pausing it with SIGSTOP is what
+    // a hung broker or a network partition looks like to the clients.
+    let pid_file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/services/kafka.pid");
+    let Ok(pid) = std::fs::read_to_string(&pid_file) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but {} is missing: the broker must be the one scripts/services starts",
+            pid_file.display()
+        );
+        eprintln!("skipped: the broker was not started by scripts/services");
+        return;
+    };
+    let pid = pid.trim().to_string();
+    let f = Fixture::new(brokers);
+    let events = events(12, 8);
+    let want = expected(&events);
+    f.produce(&events);
+    let child = f.start("paused", "8s", &[]);
+    // Paused as soon as the processing has started, so that the outage falls mid-run.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f.log("paused").contains("state restored") {
+        assert!(
+            Instant::now() < deadline,
+            "never started:\n{}",
+            f.log("paused")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    /// Resumes the broker whatever happens, so a failing test does not leave it paused.
+    struct Paused(String);
+    impl Drop for Paused {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").args(["-CONT", &self.0]).status();
+        }
+    }
+    let ok = Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .expect("kill");
+    assert!(ok.success(), "kill -STOP {pid}");
+    let paused = Paused(pid);
+    std::thread::sleep(Duration::from_secs(20));
+    drop(paused);
+    f.wait(child, "paused", Duration::from_secs(240));
+    let log = f.log("paused");
+    assert!(
+        log.contains("starting again"),
+        "the outage went unnoticed:\n{log}"
+    );
+    assert_same(&f.outputs(), &want);
 }

@@ -245,6 +245,9 @@ impl<'a> Session<'a> {
             .set("enable.idempotence", "true")
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "2")
+            // A failed send fails the transaction's commit anyway; reports of successful sends
+            // would only be events to serve (and count against librdkafka's flush timeout).
+            .set("delivery.report.only.error", "true")
             .set("message.max.bytes", "2000000");
         let producer: BaseProducer = producer_config
             .create()
@@ -383,7 +386,7 @@ impl<'a> Session<'a> {
         }
         self.pending = StreamSummary::default();
         self.tasks.clear();
-        log("partitions rebalanced; tasks will be restored from the changelog");
+        log("partitions assigned anew (a rebalance); each task is restored from the changelog");
         Ok(())
     }
 
