@@ -8,8 +8,8 @@
 //! - `K` + key: the key's clock, its per-night rings, its per-rule state (small: ~1 KiB for a
 //!   user of the nightly rules), written whole when the key was touched;
 //! - `C` + series + chunk + key: the raw samples of an all-events series (e.g. 1 Hz heart rate
-//!   kept for a sliding window plus the allowed lateness) in chunks of one minute, so a commit
-//!   rewrites the minute that changed, not the hour kept; evicted chunks are deleted
+//!   kept for a sliding window plus the allowed lateness) in chunks of ten seconds, so a
+//!   commit rewrites the few samples that changed, not the hour kept; evicted chunks are deleted
 //!   (tombstones), so compaction keeps the topic as large as the state;
 //! - `T`: the task's clock, which drives timers.
 //!
@@ -28,7 +28,7 @@ use super::state::{KeyState, RuleState};
 use crate::rules::RuleSet;
 
 /// Width of a sample chunk in the changelog.
-pub const CHUNK_MS: i64 = 60_000;
+pub const CHUNK_MS: i64 = 10_000;
 
 /// Version of the value encoding, first byte of every value.
 const FORMAT: u8 = 1;
@@ -110,8 +110,39 @@ struct KeySnapshot {
     rules: Vec<(String, u32, RuleState)>,
 }
 
-/// Samples of one chunk: time from the chunk's start (ms), value, local date.
-type ChunkSnapshot = Vec<(u32, f64, i32)>;
+/// Samples of one chunk, column by column so that postcard's variable-length integers keep it
+/// small (about 4 bytes a sample for integer device values): time from the chunk's start
+/// (ms), local date as an offset from the first sample's, and the values.
+#[derive(Serialize, Deserialize)]
+struct ChunkSnapshot {
+    first_day: i32,
+    times: Vec<u32>,
+    day_offsets: Vec<i32>,
+    values: ChunkValues,
+}
+
+/// Whole-number values (bpm, steps) as integers, anything else as it is.
+#[derive(Serialize, Deserialize)]
+enum ChunkValues {
+    Whole(Vec<i64>),
+    Exact(Vec<f64>),
+}
+
+impl ChunkSnapshot {
+    fn rows(self) -> impl Iterator<Item = (u32, f64, i32)> {
+        let values: Vec<f64> = match self.values {
+            // Whole values were checked to convert back exactly when written.
+            ChunkValues::Whole(v) => v.into_iter().map(|x| x as f64).collect(),
+            ChunkValues::Exact(v) => v,
+        };
+        let first_day = self.first_day;
+        self.times
+            .into_iter()
+            .zip(self.day_offsets)
+            .zip(values)
+            .map(move |((dt, dd), v)| (dt, v, first_day.saturating_add(dd)))
+    }
+}
 
 /// The chunks read back for one key and series, by chunk number.
 type ChunksOfSeries = Vec<(i64, ChunkSnapshot)>;
@@ -176,10 +207,33 @@ pub(super) fn encode_chunk(
     samples: &mut dyn Iterator<Item = (Sample, i32)>,
 ) -> Vec<u8> {
     let start = chunk.saturating_mul(CHUNK_MS);
-    let rows: ChunkSnapshot = samples
-        .map(|(s, day)| (u32::try_from(s.t - start).unwrap_or(0), s.v, day))
-        .collect();
-    encode(&rows)
+    let rows: Vec<(Sample, i32)> = samples.collect();
+    let first_day = rows.first().map_or(0, |(_, d)| *d);
+    // Bit for bit, so -0.0 and fractions stay floats.
+    let whole = |v: f64| {
+        let i = v as i64;
+        (v.abs() < 9.0e15 && (i as f64).to_bits() == v.to_bits()).then_some(i)
+    };
+    let values = match rows
+        .iter()
+        .map(|(s, _)| whole(s.v))
+        .collect::<Option<Vec<i64>>>()
+    {
+        Some(ints) => ChunkValues::Whole(ints),
+        None => ChunkValues::Exact(rows.iter().map(|(s, _)| s.v).collect()),
+    };
+    encode(&ChunkSnapshot {
+        first_day,
+        times: rows
+            .iter()
+            .map(|(s, _)| u32::try_from(s.t - start).unwrap_or(0))
+            .collect(),
+        day_offsets: rows
+            .iter()
+            .map(|(_, d)| d.saturating_sub(first_day))
+            .collect(),
+        values,
+    })
 }
 
 /// What a changelog holds, read back: the latest value of every live key.
@@ -262,7 +316,7 @@ pub(super) fn restore(
         let ids = found.iter().map(|(chunk, _)| *chunk).collect();
         let samples = found.into_iter().flat_map(|(chunk, rows)| {
             let start = chunk.saturating_mul(CHUNK_MS);
-            rows.into_iter().map(move |(dt, v, day)| {
+            rows.rows().map(move |(dt, v, day)| {
                 (
                     Sample {
                         t: start + i64::from(dt),
