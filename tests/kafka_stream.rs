@@ -289,6 +289,34 @@ impl Fixture {
         out
     }
 
+    /// The input offsets the group has committed, summed over every input partition.
+    fn committed_offsets(&self) -> i64 {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.group)
+            .set("isolation.level", "read_committed")
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        for topic in ["health-events", "biometric-updates"] {
+            for p in 0..PARTITIONS {
+                tpl.add_partition(&self.topic(topic), p);
+            }
+        }
+        consumer
+            .committed_offsets(tpl, Duration::from_secs(15))
+            .map(|c| {
+                c.elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
     /// Alerts and milestones, sorted by id, as JSON.
     fn outputs(&self) -> Vec<Value> {
         let mut all: Vec<Value> = ["alerts", "milestones"]
@@ -488,8 +516,15 @@ fn kafka_gives_the_engines_outputs_exactly_once_through_crashes() {
 
     // Stopped gracefully first: SIGTERM commits the open transaction and exits 0.
     let child = f.start("crashy", "60s", &[]);
-    assert!(started(0), "never started:\n{}", f.log("crashy"));
-    std::thread::sleep(Duration::from_millis(200));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while f.committed_offsets() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing committed:\n{}",
+            f.log("crashy")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     terminate(&child);
     f.wait(child, "crashy", Duration::from_secs(60));
     let log = f.log("crashy");
