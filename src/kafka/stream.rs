@@ -245,9 +245,6 @@ impl<'a> Session<'a> {
             .set("enable.idempotence", "true")
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "2")
-            // A failed send fails the transaction's commit anyway; reports of successful sends
-            // would only be events to serve (and count against librdkafka's flush timeout).
-            .set("delivery.report.only.error", "true")
             .set("message.max.bytes", "2000000");
         let producer: BaseProducer = producer_config
             .create()
@@ -664,6 +661,7 @@ impl<'a> Session<'a> {
                 }
             }
         }
+        await_deliveries(&self.producer, self.timeout);
         let group = self
             .consumer
             .group_metadata()
@@ -817,6 +815,17 @@ fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     Header {
         key,
         value: Some(value),
+    }
+}
+
+/// Serves delivery reports until every record sent is acknowledged (or `limit` passes), so
+/// that the flush inside `commit_transaction` finds nothing in flight. rdkafka's own flush
+/// polls with 100 ms waits and charges each report served to its timeout: left to it, a
+/// commit could wait for nothing or give up early with many reports queued.
+fn await_deliveries(producer: &BaseProducer, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while producer.in_flight_count() > 0 && Instant::now() < deadline {
+        producer.poll(Duration::from_millis(1));
     }
 }
 
