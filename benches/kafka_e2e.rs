@@ -66,6 +66,9 @@ use serde::Deserialize;
 use vigil::event::EventType;
 use vigil::simulate::{simulate, SimConfig};
 
+#[path = "../tests/common/kafka.rs"]
+mod kafka_env;
+
 /// Vigil's commit interval, and the bare loop's: Vigil's default, 100 ms, unless
 /// `VIGIL_BENCH_COMMIT_INTERVAL_MS` says otherwise.
 fn commit_interval() -> Duration {
@@ -93,24 +96,6 @@ const TOPIC_TABLES: [(&str, &str); 7] = [
 ];
 const INPUTS: [&str; 2] = ["health-events", "biometric-updates"];
 const BARE_OUT: &str = "bare-out";
-
-fn brokers() -> Option<String> {
-    match std::env::var("VIGIL_KAFKA_BROKERS") {
-        Ok(b) if !b.trim().is_empty() => Some(b),
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but VIGIL_KAFKA_BROKERS is not set: start the broker with \
-                 `scripts/services up` and `source .services.env` (scripts/test does both)"
-            );
-            println!(
-                "kafka_e2e: skipped: VIGIL_KAFKA_BROKERS is not set (run `scripts/services up` \
-                 and `set -a; source .services.env; set +a`)"
-            );
-            None
-        }
-    }
-}
 
 /// Sizes of one run.
 struct Plan {
@@ -1446,7 +1431,9 @@ fn rules_dir(rel: &str) -> PathBuf {
 }
 
 fn main() {
-    let Some(brokers) = brokers() else { return };
+    let Some(brokers) = kafka_env::brokers() else {
+        return;
+    };
     let started = Instant::now();
     let plan = Plan::new(common::smoke());
     let mut broker = Broker::new(brokers);

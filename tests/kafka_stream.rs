@@ -24,22 +24,21 @@ use serde_json::Value;
 use vigil::event::{Event, EventType};
 use vigil::simulate::{simulate, SimConfig};
 
+#[path = "common/kafka.rs"]
+mod kafka_env;
+
 const PARTITIONS: i32 = 3;
 
-fn brokers() -> Option<String> {
-    match std::env::var("VIGIL_KAFKA_BROKERS") {
-        Ok(b) if !b.trim().is_empty() => Some(b),
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but VIGIL_KAFKA_BROKERS is not set: start the broker with \
-                 `scripts/services up` and `source .services.env` (scripts/test does both)"
-            );
-            eprintln!("skipped: VIGIL_KAFKA_BROKERS is not set (run `scripts/services up`)");
-            None
-        }
-    }
-}
+/// Vigil's topics: their table in `vigil.toml`, and their default name.
+const TOPICS: [(&str, &str); 7] = [
+    ("health-events", "health-events"),
+    ("biometric-updates", "biometric-updates"),
+    ("alerts", "alerts"),
+    ("milestones", "milestones"),
+    ("dead-letter", "dead-letter"),
+    ("late-events", "late-events"),
+    ("state", "vigil-state"),
+];
 
 /// The input topic an event type travels on: what people report, and what devices measure.
 fn topic_index(ty: EventType) -> usize {
@@ -106,15 +105,7 @@ impl Fixture {
              [kafka.librdkafka]\n\"session.timeout.ms\" = \"6000\"\n\
              \"heartbeat.interval.ms\" = \"1000\"\n",
         );
-        for topic in [
-            "health-events",
-            "biometric-updates",
-            "alerts",
-            "milestones",
-            "dead-letter",
-            "late-events",
-            "state",
-        ] {
+        for (topic, _) in TOPICS {
             text.push_str(&format!(
                 "\n[kafka.topics.{topic}]\npartitions = {PARTITIONS}\n"
             ));
@@ -335,18 +326,7 @@ impl Drop for Fixture {
             .set("bootstrap.servers", &self.brokers)
             .create()
             .expect("admin");
-        let names: Vec<String> = [
-            "health-events",
-            "biometric-updates",
-            "alerts",
-            "milestones",
-            "dead-letter",
-            "late-events",
-            "vigil-state",
-        ]
-        .iter()
-        .map(|t| self.topic(t))
-        .collect();
+        let names: Vec<String> = TOPICS.iter().map(|(_, name)| self.topic(name)).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -489,7 +469,9 @@ fn assert_same(got: &[Value], want: &[Value]) {
 
 #[test]
 fn kafka_gives_the_engines_outputs_exactly_once_through_crashes() {
-    let Some(brokers) = brokers() else { return };
+    let Some(brokers) = kafka_env::brokers() else {
+        return;
+    };
     let f = Fixture::new(brokers);
     let events = events(12, 8);
     let want = expected(&events);
@@ -574,7 +556,9 @@ fn kafka_gives_the_engines_outputs_exactly_once_through_crashes() {
 
 #[test]
 fn two_instances_share_the_work_and_survive_losing_one() {
-    let Some(brokers) = brokers() else { return };
+    let Some(brokers) = kafka_env::brokers() else {
+        return;
+    };
     let f = Fixture::new(brokers);
     let events = events(9, 4);
     let want = expected(&events);
@@ -597,7 +581,9 @@ fn two_instances_share_the_work_and_survive_losing_one() {
 
 #[test]
 fn poison_input_is_dead_lettered_and_processing_goes_on() {
-    let Some(brokers) = brokers() else { return };
+    let Some(brokers) = kafka_env::brokers() else {
+        return;
+    };
     let f = Fixture::new(brokers);
     let events = events(3, 1);
     let want = expected(&events);
@@ -677,7 +663,9 @@ fn get_reason(by_body: &BTreeMap<Vec<u8>, Vec<(String, String)>>, body: &[u8]) -
 
 #[test]
 fn an_unreachable_broker_is_retried_with_backoff_and_sigterm_still_stops() {
-    let Some(brokers) = brokers() else { return };
+    let Some(brokers) = kafka_env::brokers() else {
+        return;
+    };
     let f = Fixture::new(brokers);
     let config = f.dir.path().join("unreachable.toml");
     std::fs::write(&config, "[kafka]\nrequest-timeout = \"1s\"\n").expect("config");
@@ -715,7 +703,9 @@ fn an_unreachable_broker_is_retried_with_backoff_and_sigterm_still_stops() {
 
 #[test]
 fn a_broker_that_stops_answering_mid_run_loses_and_doubles_nothing() {
-    let Some(brokers) = brokers() else { return };
+    let Some(brokers) = kafka_env::brokers() else {
+        return;
+    };
     // The broker that scripts/services started (its pid file); pausing it with SIGSTOP is what
     // a hung broker or a network partition looks like to the clients.
     let pid_file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/services/kafka.pid");

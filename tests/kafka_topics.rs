@@ -15,6 +15,9 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
 use serde_json::Value;
 
+#[path = "common/kafka.rs"]
+mod kafka_env;
+
 const DAY_MS: i64 = 86_400_000;
 const TOPICS: [&str; 7] = [
     "health-events",
@@ -25,25 +28,6 @@ const TOPICS: [&str; 7] = [
     "late-events",
     "vigil-state",
 ];
-
-/// The broker's address, or `None` (after saying so) when the tests must be skipped.
-fn brokers() -> Option<String> {
-    match std::env::var("VIGIL_KAFKA_BROKERS") {
-        Ok(b) if !b.trim().is_empty() => Some(b),
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but VIGIL_KAFKA_BROKERS is not set: start the broker with \
-                 `scripts/services up` and `source .services.env` (scripts/test does both)"
-            );
-            eprintln!(
-                "skipped: VIGIL_KAFKA_BROKERS is not set (run `scripts/services up` and \
-                 `source .services.env`)"
-            );
-            None
-        }
-    }
-}
 
 /// One test's topics: a prefix of its own, an admin client, and cleanup on drop.
 struct Fixture {
@@ -195,7 +179,9 @@ fn stdout(out: &Output) -> String {
 
 #[test]
 fn apply_creates_all_seven_topics_and_a_second_apply_changes_nothing() {
-    let Some(brokers) = brokers() else { return };
+    let Some(brokers) = kafka_env::brokers() else {
+        return;
+    };
     let f = Fixture::new(brokers);
     let config = f.config("[kafka.topics.alerts]\npartitions = 3\n");
     let out = f.vigil(&config, &["apply"]);
@@ -238,7 +224,9 @@ fn apply_creates_all_seven_topics_and_a_second_apply_changes_nothing() {
 
 #[test]
 fn a_new_retention_in_the_config_reaches_the_broker_and_keeps_other_settings() {
-    let Some(brokers) = brokers() else { return };
+    let Some(brokers) = kafka_env::brokers() else {
+        return;
+    };
     let f = Fixture::new(brokers);
     let config = f.config("");
     assert_eq!(f.vigil(&config, &["apply"]).status.code(), Some(0));
@@ -307,7 +295,9 @@ fn a_new_retention_in_the_config_reaches_the_broker_and_keeps_other_settings() {
 
 #[test]
 fn show_json_reflects_the_broker_and_marks_a_change_made_behind_vigils_back() {
-    let Some(brokers) = brokers() else { return };
+    let Some(brokers) = kafka_env::brokers() else {
+        return;
+    };
     let f = Fixture::new(brokers);
     let config = f.config("");
 

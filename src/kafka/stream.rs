@@ -23,7 +23,7 @@
 //!   Nothing is lost: what was not committed is processed again from the committed offsets.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -190,6 +190,9 @@ struct Task {
 
 struct Topics {
     inputs: Vec<String>,
+    /// The same names for librdkafka's C API, made once: the merge asks for watermarks per
+    /// record.
+    inputs_c: Vec<CString>,
     alerts: String,
     milestones: String,
     dead_letter: String,
@@ -215,11 +218,18 @@ struct Session<'a> {
 impl<'a> Session<'a> {
     fn start(config: &'a KafkaConfig, options: &'a StreamOptions) -> Result<Self, SessionError> {
         let t = &config.topics;
+        let inputs = vec![
+            config.topic_name(&t.health_events),
+            config.topic_name(&t.biometric_updates),
+        ];
+        let inputs_c = inputs
+            .iter()
+            .map(|name| CString::new(name.as_str()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| SessionError::Fatal(anyhow!("topic name: {e}")))?;
         let topics = Topics {
-            inputs: vec![
-                config.topic_name(&t.health_events),
-                config.topic_name(&t.biometric_updates),
-            ],
+            inputs,
+            inputs_c,
             alerts: config.topic_name(&t.alerts),
             milestones: config.topic_name(&t.milestones),
             dead_letter: config.topic_name(&t.dead_letter),
@@ -500,7 +510,7 @@ impl<'a> Session<'a> {
             while let Some(task) = self.tasks.get_mut(&partition) {
                 let Some(input) = next_input(
                     task,
-                    &self.topics.inputs,
+                    &self.topics.inputs_c,
                     &self.consumer,
                     partition,
                     self.config.streaming.max_task_idle_ms,
@@ -702,20 +712,20 @@ impl<'a> Session<'a> {
             return false;
         };
         assignment.elements().iter().all(|e| {
-            let received = self.tasks.get(&e.partition()).and_then(|t| {
-                let input = self.topics.inputs.iter().position(|n| n == e.topic())?;
-                t.inputs[input].received_to
-            });
-            match (
-                received,
-                high_watermark(&self.consumer, e.topic(), e.partition()),
-            ) {
-                (Some(at), Some(high)) => at >= high,
-                (None, Some(high)) => {
-                    high == 0 || self.last_input.elapsed() > Duration::from_secs(1)
-                }
-                _ => false,
-            }
+            let Some(input) = self.topics.inputs.iter().position(|n| n == e.topic()) else {
+                return true;
+            };
+            let received = self
+                .tasks
+                .get(&e.partition())
+                .and_then(|t| t.inputs[input].received_to);
+            let high = high_watermark(&self.consumer, &self.topics.inputs_c[input], e.partition());
+            // A partition this session received nothing from is taken as done once input
+            // has stopped for a second (its committed offset is its end).
+            at_end(received, high).unwrap_or(false)
+                || (received.is_none()
+                    && high.is_some()
+                    && self.last_input.elapsed() > Duration::from_secs(1))
         })
     }
 }
@@ -736,7 +746,7 @@ fn decode(decoder: &Decoder, message: &OwnedMessage, max_bytes: usize) -> Result
 /// when the task must wait for a partition that may still deliver an earlier record.
 fn next_input(
     task: &mut Task,
-    names: &[String],
+    names: &[CString],
     consumer: &BaseConsumer<RebalanceFlag>,
     partition: i32,
     max_idle_ms: i64,
@@ -753,18 +763,16 @@ fn next_input(
                 }
             }
             None => {
-                let at_end = match (
+                match at_end(
                     input.received_to,
                     high_watermark(consumer, &names[i], partition),
                 ) {
-                    (Some(at), Some(high)) => at >= high,
-                    (None, Some(high)) => high == 0,
-                    (_, None) => {
+                    Some(done) => blocked |= !done,
+                    None => {
                         unknown = true;
-                        false
+                        blocked = true;
                     }
-                };
-                blocked |= !at_end;
+                }
             }
         }
     }
@@ -786,15 +794,24 @@ fn next_input(
     Some(input)
 }
 
+/// Whether an input partition has nothing more to deliver: everything up to its high
+/// watermark received (`received_to`: offset after the last record received, or the committed
+/// offset), or an empty partition. `None` while librdkafka does not know its watermark yet.
+fn at_end(received_to: Option<i64>, high: Option<i64>) -> Option<bool> {
+    match (received_to, high?) {
+        (Some(at), high) => Some(at >= high),
+        (None, high) => Some(high == 0),
+    }
+}
+
 /// The high watermark librdkafka last saw for a partition (the last stable offset, for a
 /// `read_committed` consumer), from its local cache: no request to the broker. rdkafka does
 /// not wrap `rd_kafka_get_watermark_offsets`, hence the direct call.
 fn high_watermark<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
-    topic: &str,
+    topic: &CStr,
     partition: i32,
 ) -> Option<i64> {
-    let topic = CString::new(topic).ok()?;
     let (mut low, mut high) = (-1i64, -1i64);
     // SAFETY: the client pointer is valid while `consumer` lives; the topic is a valid C
     // string; librdkafka writes only the two offsets.
