@@ -6,6 +6,7 @@
 //! admin API answers on its own thread); callers run them on a small tokio runtime
 //! ([`runtime`]).
 
+mod commit;
 pub mod stream;
 pub mod topics;
 

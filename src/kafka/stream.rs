@@ -32,10 +32,11 @@ use anyhow::{anyhow, Context as _};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::client_config;
+use super::commit::{Batch, Committer, OutRecord, OutTopic, OutTopics};
 use crate::config::KafkaConfig;
 use crate::engine::{Disposition, Engine, EngineConfig, OutputEvent, StateRecord};
 use crate::event::{DecodeError, Decoder, Event};
@@ -68,6 +69,19 @@ pub struct StreamSummary {
     pub commits: u64,
     pub aborts: u64,
     pub sessions: u64,
+}
+
+impl StreamSummary {
+    pub fn add(&mut self, other: &StreamSummary) {
+        self.events += other.events;
+        self.alerts += other.alerts;
+        self.milestones += other.milestones;
+        self.late += other.late;
+        self.dead_lettered += other.dead_lettered;
+        self.commits += other.commits;
+        self.aborts += other.aborts;
+        self.sessions += other.sessions;
+    }
 }
 
 impl std::fmt::Display for StreamSummary {
@@ -188,29 +202,19 @@ struct Task {
     waiting_since: Option<Instant>,
 }
 
-struct Topics {
-    inputs: Vec<String>,
-    /// The same names for librdkafka's C API, made once: the merge asks for watermarks per
-    /// record.
-    inputs_c: Vec<CString>,
-    alerts: String,
-    milestones: String,
-    dead_letter: String,
-    late: String,
-    state: String,
-}
-
 struct Session<'a> {
     options: &'a StreamOptions,
     config: &'a KafkaConfig,
-    topics: Topics,
+    topics: Arc<OutTopics>,
+    /// The input topics' names for librdkafka's C API, made once: the merge asks for
+    /// watermarks per record.
+    inputs_c: Vec<CString>,
     consumer: BaseConsumer<RebalanceFlag>,
-    producer: BaseProducer,
+    committer: Committer,
     decoder: Decoder,
     tasks: BTreeMap<i32, Task>,
-    in_transaction: bool,
-    /// Counts of the open transaction, added to the run's on commit.
-    pending: StreamSummary,
+    /// The next transaction, gathered while the previous one commits.
+    batch: Batch,
     timeout: Duration,
     last_input: Instant,
 }
@@ -227,9 +231,8 @@ impl<'a> Session<'a> {
             .map(|name| CString::new(name.as_str()))
             .collect::<Result<_, _>>()
             .map_err(|e| SessionError::Fatal(anyhow!("topic name: {e}")))?;
-        let topics = Topics {
+        let topics = OutTopics {
             inputs,
-            inputs_c,
             alerts: config.topic_name(&t.alerts),
             milestones: config.topic_name(&t.milestones),
             dead_letter: config.topic_name(&t.dead_letter),
@@ -281,6 +284,7 @@ impl<'a> Session<'a> {
             .map_err(|e| SessionError::Fatal(anyhow!("cannot create the Kafka consumer: {e}")))?;
 
         check_topics(&consumer, &topics, timeout)?;
+        let topics = Arc::new(topics);
         let inputs: Vec<&str> = topics.inputs.iter().map(String::as_str).collect();
         consumer.subscribe(&inputs)?;
         log(&format!(
@@ -291,13 +295,13 @@ impl<'a> Session<'a> {
         Ok(Session {
             options,
             config,
+            committer: Committer::new(Arc::new(producer), Arc::clone(&topics), timeout),
             topics,
+            inputs_c,
             consumer,
-            producer,
             decoder: Decoder::with_max_line_bytes(options.max_message_bytes),
             tasks: BTreeMap::new(),
-            in_transaction: false,
-            pending: StreamSummary::default(),
+            batch: Batch::default(),
             timeout,
             last_input: Instant::now(),
         })
@@ -324,7 +328,7 @@ impl<'a> Session<'a> {
                 ));
             }
             if self.options.stop.load(Ordering::Relaxed) {
-                self.commit(summary)?;
+                self.commit_all(summary)?;
                 log("stopped: the open transaction is committed");
                 return Ok(());
             }
@@ -353,14 +357,19 @@ impl<'a> Session<'a> {
                 self.last_input = Instant::now();
             }
             self.process_ready()?;
-            self.producer.poll(Duration::ZERO);
-            if last_commit.elapsed() >= commit_every {
-                self.commit(summary)?;
-                last_commit = Instant::now();
+            if self.batch.records.len() >= Batch::FULL {
+                self.settle(summary)?;
+            }
+            if !self.committer.busy() {
+                self.settle(summary)?;
+                if last_commit.elapsed() >= commit_every && !self.batch.is_empty() {
+                    self.hand_off()?;
+                    last_commit = Instant::now();
+                }
             }
             if let Some(idle) = self.options.exit_when_idle {
                 if self.last_input.elapsed() >= idle && self.all_processed() {
-                    self.commit(summary)?;
+                    self.commit_all(summary)?;
                     log("idle: every assigned partition is processed and committed");
                     return Ok(());
                 }
@@ -384,14 +393,13 @@ impl<'a> Session<'a> {
         if !happened {
             return Ok(());
         }
-        if self.in_transaction {
-            self.producer
-                .abort_transaction(self.timeout)
-                .context("cannot abort the open transaction after a rebalance")?;
-            self.in_transaction = false;
-            summary.aborts += 1;
+        // The batch in flight holds only partitions this instance owned when it was gathered,
+        // and its offsets are bound to that generation: it commits whole or not at all. What
+        // was gathered since is dropped with the engines.
+        if let Err(e) = self.settle(summary) {
+            log(&format!("{e:#} (around a rebalance)"));
         }
-        self.pending = StreamSummary::default();
+        self.batch = Batch::default();
         self.tasks.clear();
         log("partitions assigned anew (a rebalance); each task is restored from the changelog");
         Ok(())
@@ -452,7 +460,13 @@ impl<'a> Session<'a> {
                         value: m.payload().map(<[u8]>::to_vec),
                     });
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => at_end = true,
+                // The end must be the high watermark read above, not merely the last stable
+                // offset: a transaction that committed just before (this instance's own last
+                // one, or the previous owner's) may not have its markers written yet, and
+                // stopping short of them would restore state older than the committed offsets.
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    at_end = position(&reader, &self.topics.state, partition)? >= high;
+                }
                 Some(Err(e)) => log(&format!("changelog reader: {e}")),
                 None => {
                     if last_progress.elapsed() > self.timeout {
@@ -510,7 +524,7 @@ impl<'a> Session<'a> {
             while let Some(task) = self.tasks.get_mut(&partition) {
                 let Some(input) = next_input(
                     task,
-                    &self.topics.inputs_c,
+                    &self.inputs_c,
                     &self.consumer,
                     partition,
                     self.config.streaming.max_task_idle_ms,
@@ -534,43 +548,43 @@ impl<'a> Session<'a> {
         record: Record,
         outputs: &mut Vec<OutputEvent>,
     ) -> Result<(), SessionError> {
-        self.begin()?;
         let message = &record.message;
         let event = match record.decoded {
             Ok(event) => event,
             Err(reason) => {
-                self.pending.dead_lettered += 1;
-                let topic = self.topics.dead_letter.clone();
-                return self.forward(&topic, message, &reason, None);
+                self.batch.counts.dead_lettered += 1;
+                forward(&mut self.batch, OutTopic::DeadLetter, message, &reason, None);
+                return Ok(());
             }
         };
         let Some(task) = self.tasks.get_mut(&partition) else {
             return Ok(());
         };
-        self.pending.events += 1;
+        self.batch.counts.events += 1;
         if task.engine.process(&event, outputs) == Disposition::Late {
-            self.pending.late += 1;
+            self.batch.counts.late += 1;
             let behind = task
                 .engine
                 .user_clock(&event.user_id)
                 .map_or(0, |c| c - event.time.millis());
-            let topic = self.topics.late.clone();
-            return self.forward(
-                &topic,
+            forward(
+                &mut self.batch,
+                OutTopic::Late,
                 message,
                 "later than the allowed lateness behind its user's event time",
                 Some(behind),
             );
+            return Ok(());
         }
         for output in outputs.iter() {
             let topic = match output.kind() {
                 RuleKind::Alert => {
-                    self.pending.alerts += 1;
-                    &self.topics.alerts
+                    self.batch.counts.alerts += 1;
+                    OutTopic::Alerts
                 }
                 RuleKind::Milestone => {
-                    self.pending.milestones += 1;
-                    &self.topics.milestones
+                    self.batch.counts.milestones += 1;
+                    OutTopic::Milestones
                 }
             };
             let body = serde_json::to_vec(output).map_err(|e| anyhow!("{e}"))?;
@@ -583,119 +597,67 @@ impl<'a> Session<'a> {
                 .insert(header("ce_type", &output.event_type))
                 .insert(header("ce_subject", &output.subject))
                 .insert(header("ce_time", &time));
-            let record = BaseRecord::to(topic)
-                .key(output.subject.as_bytes())
-                .payload(&body)
-                .headers(headers);
-            send(&self.producer, record)?;
+            self.batch.records.push(OutRecord {
+                topic,
+                partition: None,
+                key: Some(output.subject.as_bytes().to_vec()),
+                payload: Some(body),
+                headers: Some(headers),
+            });
         }
         Ok(())
     }
 
-    /// Copies a rejected or late input record, bytes untouched, to `topic`, with headers
-    /// saying why and where it came from.
-    fn forward(
-        &mut self,
-        topic: &str,
-        message: &OwnedMessage,
-        reason: &str,
-        behind_ms: Option<i64>,
-    ) -> Result<(), SessionError> {
-        let partition = message.partition().to_string();
-        let offset = message.offset().to_string();
-        let mut headers = OwnedHeaders::new()
-            .insert(header("vigil.reason", reason))
-            .insert(header("vigil.source.topic", message.topic()))
-            .insert(header("vigil.source.partition", &partition))
-            .insert(header("vigil.source.offset", &offset));
-        if let Some(behind) = behind_ms {
-            headers = headers.insert(header("vigil.behind-ms", &behind.to_string()));
-        }
-        // A record larger than the broker accepts would fail the transaction again at every
-        // retry: keep its head, and say so.
-        let payload = message.payload().map(|p| {
-            if p.len() > FORWARD_LIMIT {
-                let full = p.len().to_string();
-                headers = std::mem::take(&mut headers)
-                    .insert(header("vigil.truncated-from-bytes", &full));
-                &p[..FORWARD_LIMIT]
-            } else {
-                p
+    /// Waits for the transaction in flight, if any, and adds what it committed to `summary`.
+    fn settle(&mut self, summary: &mut StreamSummary) -> anyhow::Result<()> {
+        match self.committer.finish() {
+            Ok(committed) => {
+                summary.add(&committed);
+                Ok(())
             }
-        });
-        let mut record = BaseRecord::to(topic).headers(headers);
-        if let Some(key) = message.key() {
-            record = record.key(key);
+            Err(e) => {
+                summary.aborts += 1;
+                Err(e)
+            }
         }
-        if let Some(payload) = payload {
-            record = record.payload(payload);
-        }
-        send(&self.producer, record)
     }
 
-    fn begin(&mut self) -> Result<(), SessionError> {
-        if !self.in_transaction {
-            self.producer.begin_transaction()?;
-            self.in_transaction = true;
-        }
-        Ok(())
-    }
-
-    /// Commits the open transaction: state changes, then consumed offsets, then commit.
-    fn commit(&mut self, summary: &mut StreamSummary) -> Result<(), SessionError> {
-        if !self.in_transaction {
-            return Ok(());
-        }
+    /// Completes the batch (every task's state changes, the offsets it was computed from) and
+    /// starts committing it. The previous one must be settled.
+    fn hand_off(&mut self) -> Result<(), SessionError> {
+        let mut batch = std::mem::take(&mut self.batch);
         let mut changes = Vec::new();
-        let mut offsets = TopicPartitionList::new();
         for (&partition, task) in self.tasks.iter_mut() {
             changes.clear();
             task.engine.drain_changelog(&mut changes);
-            for change in &changes {
-                let record = BaseRecord::<[u8], [u8]>::to(&self.topics.state)
-                    .partition(partition)
-                    .key(&change.key[..]);
-                let record = match &change.value {
-                    Some(value) => record.payload(&value[..]),
-                    None => record,
-                };
-                send(&self.producer, record)?;
-            }
+            batch.records.extend(changes.drain(..).map(|change| OutRecord {
+                topic: OutTopic::State,
+                partition: Some(partition),
+                key: Some(change.key),
+                payload: change.value,
+                headers: None,
+            }));
             for (input, slot) in task.inputs.iter().enumerate() {
                 if let Some(offset) = slot.processed_to {
-                    offsets.add_partition_offset(
-                        &self.topics.inputs[input],
-                        partition,
-                        Offset::Offset(offset),
-                    )?;
+                    batch.offsets.push((input, partition, offset));
                 }
             }
         }
-        await_deliveries(&self.producer, self.timeout);
         let group = self
             .consumer
             .group_metadata()
             .ok_or_else(|| anyhow!("the consumer has no group metadata"))?;
-        let result = self
-            .producer
-            .send_offsets_to_transaction(&offsets, &group, self.timeout)
-            .and_then(|()| self.producer.commit_transaction(self.timeout));
-        self.in_transaction = false;
-        if let Err(e) = result {
-            summary.aborts += 1;
-            self.pending = StreamSummary::default();
-            // An abortable error leaves the producer usable, but the engines hold the aborted
-            // work either way: the session ends and the next one restores them.
-            let _ = self.producer.abort_transaction(self.timeout);
-            return Err(SessionError::Retry(anyhow!("transaction failed: {e}")));
+        self.committer.start(batch, group)?;
+        Ok(())
+    }
+
+    /// Commits everything processed so far and waits until it is committed.
+    fn commit_all(&mut self, summary: &mut StreamSummary) -> Result<(), SessionError> {
+        self.settle(summary)?;
+        if !self.batch.is_empty() {
+            self.hand_off()?;
+            self.settle(summary)?;
         }
-        summary.commits += 1;
-        let p = std::mem::take(&mut self.pending);
-        summary.events += p.events;
-        summary.alerts += p.alerts;
-        summary.milestones += p.milestones;
-        summary.late += p.late;
-        summary.dead_lettered += p.dead_lettered;
         Ok(())
     }
 
@@ -719,7 +681,7 @@ impl<'a> Session<'a> {
                 .tasks
                 .get(&e.partition())
                 .and_then(|t| t.inputs[input].received_to);
-            let high = high_watermark(&self.consumer, &self.topics.inputs_c[input], e.partition());
+            let high = high_watermark(&self.consumer, &self.inputs_c[input], e.partition());
             // A partition this session received nothing from is taken as done once input
             // has stopped for a second (its committed offset is its end).
             at_end(received, high).unwrap_or(false)
@@ -728,6 +690,46 @@ impl<'a> Session<'a> {
                     && self.last_input.elapsed() > Duration::from_secs(1))
         })
     }
+}
+
+/// Copies a rejected or late input record, bytes untouched, into `batch` for `topic`, with
+/// headers saying why and where it came from.
+fn forward(
+    batch: &mut Batch,
+    topic: OutTopic,
+    message: &OwnedMessage,
+    reason: &str,
+    behind_ms: Option<i64>,
+) {
+    let partition = message.partition().to_string();
+    let offset = message.offset().to_string();
+    let mut headers = OwnedHeaders::new()
+        .insert(header("vigil.reason", reason))
+        .insert(header("vigil.source.topic", message.topic()))
+        .insert(header("vigil.source.partition", &partition))
+        .insert(header("vigil.source.offset", &offset));
+    if let Some(behind) = behind_ms {
+        headers = headers.insert(header("vigil.behind-ms", &behind.to_string()));
+    }
+    // A record larger than the broker accepts would fail the transaction again at every
+    // retry: keep its head, and say so.
+    let payload = message.payload().map(|p| {
+        if p.len() > FORWARD_LIMIT {
+            let full = p.len().to_string();
+            headers =
+                std::mem::take(&mut headers).insert(header("vigil.truncated-from-bytes", &full));
+            p[..FORWARD_LIMIT].to_vec()
+        } else {
+            p.to_vec()
+        }
+    });
+    batch.records.push(OutRecord {
+        topic,
+        partition: None,
+        key: message.key().map(<[u8]>::to_vec),
+        payload,
+        headers: Some(headers),
+    });
 }
 
 fn decode(decoder: &Decoder, message: &OwnedMessage, max_bytes: usize) -> Result<Event, String> {
@@ -804,6 +806,19 @@ fn at_end(received_to: Option<i64>, high: Option<i64>) -> Option<bool> {
     }
 }
 
+/// The consumer's position in `topic`'s `partition`: the offset after the last record (or
+/// transaction marker) it has read; 0 before any.
+fn position(reader: &BaseConsumer, topic: &str, partition: i32) -> Result<i64, KafkaError> {
+    let positions = reader.position()?;
+    Ok(positions
+        .find_partition(topic, partition)
+        .and_then(|e| match e.offset() {
+            Offset::Offset(at) => Some(at),
+            _ => None,
+        })
+        .unwrap_or(0))
+}
+
 /// The high watermark librdkafka last saw for a partition (the last stable offset, for a
 /// `read_committed` consumer), from its local cache: no request to the broker. rdkafka does
 /// not wrap `rd_kafka_get_watermark_offsets`, hence the direct call.
@@ -835,39 +850,6 @@ fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     }
 }
 
-/// Serves delivery reports until every record sent is acknowledged (or `limit` passes), so
-/// that the flush inside `commit_transaction` finds nothing in flight. rdkafka's own flush
-/// polls with 100 ms waits and charges each report served to its timeout: left to it, a
-/// commit could wait for nothing or give up early with many reports queued.
-fn await_deliveries(producer: &BaseProducer, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while producer.in_flight_count() > 0 && Instant::now() < deadline {
-        producer.poll(Duration::from_millis(1));
-    }
-}
-
-/// Enqueues a record, waiting for room when librdkafka's queue is full.
-fn send<K, P>(producer: &BaseProducer, mut record: BaseRecord<'_, K, P>) -> Result<(), SessionError>
-where
-    K: rdkafka::message::ToBytes + ?Sized,
-    P: rdkafka::message::ToBytes + ?Sized,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((
-                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                r,
-            )) if Instant::now() < deadline => {
-                record = r;
-                producer.poll(Duration::from_millis(20));
-            }
-            Err((e, _)) => return Err(SessionError::Retry(anyhow!("cannot produce: {e}"))),
-        }
-    }
-}
-
 /// This instance's id: configured, else the host name.
 pub fn instance_id(config: &KafkaConfig) -> String {
     config.streaming.instance_id.clone().unwrap_or_else(|| {
@@ -882,7 +864,7 @@ pub fn instance_id(config: &KafkaConfig) -> String {
 /// Checks that the topics exist and that the inputs and the changelog are co-partitioned.
 fn check_topics<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
-    topics: &Topics,
+    topics: &OutTopics,
     timeout: Duration,
 ) -> Result<(), SessionError> {
     let metadata = consumer
