@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value as Json};
 use thiserror::Error;
 
+use super::fast::FastPath;
 use super::{event_envelope_schema, Event, EventData, EventTime, EventType};
 
 /// Lines longer than this are dead-lettered unread (1 MiB): no event needs more, and an
@@ -55,6 +56,7 @@ fn json_kind(v: &Json) -> &'static str {
 /// Validates and decodes input lines. Build once: compiling the schemas is the costly part.
 pub struct Decoder {
     validators: HashMap<EventType, jsonschema::Validator>,
+    fast: FastPath,
     max_line_bytes: usize,
 }
 
@@ -79,6 +81,7 @@ impl Decoder {
             .collect();
         Decoder {
             validators,
+            fast: FastPath::new(),
             max_line_bytes,
         }
     }
@@ -90,6 +93,15 @@ impl Decoder {
                 max: self.max_line_bytes,
             });
         }
+        if let Some(event) = self.fast.decode(line) {
+            return Ok(event);
+        }
+        self.decode_slowly(line)
+    }
+
+    /// Decoding through a JSON tree and the schema validator, for whatever the fast path
+    /// leaves (and to word every rejection).
+    fn decode_slowly(&self, line: &[u8]) -> Result<Event, DecodeError> {
         let json: Json =
             serde_json::from_slice(line).map_err(|e| DecodeError::Json(e.to_string()))?;
         self.decode_value(json)
@@ -262,5 +274,171 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("subject"));
+    }
+
+    mod fast_path_agrees {
+        use super::*;
+        use proptest::prelude::*;
+
+        const TEXTS: &[&str] = &[
+            r#""u1""#,
+            r#""""#,
+            r#"5"#,
+            r#"null"#,
+            r#""\u00e9x""#,
+            r#""running""#,
+            r#""onset""#,
+            r#""ok""#,
+        ];
+        const TIMES: &[&str] = &[
+            "2024-05-01T07:00:00+02:00",
+            "2024-05-01T07:00:00Z",
+            "2024-05-01t07:00:00z",
+            "2024-05-01 07:00:00Z",
+            "2024-02-30T07:00:00Z",
+            "2024-05-01T23:59:60Z",
+            "2024-05-01T07:00:00",
+            "2024-05-01T07:00:00.5+23:59",
+            "2024-05-01T07:00:00-24:00",
+            "x",
+        ];
+        const NUMBERS: &[&str] = &[
+            "-1",
+            "0",
+            "0.05",
+            "0.1",
+            "1",
+            "20",
+            "45",
+            "61",
+            "100",
+            "300",
+            "400",
+            "401",
+            "1000",
+            "1001",
+            "1440",
+            "1441",
+            "86400",
+            "100000",
+            "100001",
+            "3.5",
+            "1e300",
+            "4294967296",
+            "true",
+            "null",
+            r#""61""#,
+        ];
+
+        fn long(c: &str, n: usize) -> String {
+            format!("\"{}\"", c.repeat(n))
+        }
+
+        fn text_value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                6 => Just(r#""u1""#.to_string()),
+                1 => proptest::sample::select(TEXTS).prop_map(str::to_string),
+                1 => (proptest::sample::select(&["a", "é"][..]), 199usize..=201)
+                    .prop_map(|(c, n)| long(c, n)),
+                1 => (proptest::sample::select(&["a", "é"][..]), 255usize..=257)
+                    .prop_map(|(c, n)| long(c, n)),
+            ]
+        }
+
+        fn field_value() -> impl Strategy<Value = Option<String>> {
+            prop_oneof![
+                6 => proptest::sample::select(&["1", "20", "45", "61", "100", "0.1"][..])
+                    .prop_map(|n| Some(n.to_string())),
+                3 => proptest::sample::select(NUMBERS).prop_map(|n| Some(n.to_string())),
+                1 => text_value().prop_map(Some),
+                1 => Just(None),
+            ]
+        }
+
+        /// Lines around every event type's valid form: each key's value drawn from values that
+        /// are valid, at a limit, or wrong; keys left out, added or given twice.
+        fn line() -> impl Strategy<Value = String> {
+            // Weighted toward valid values, so that a good share of lines is accepted and the
+            // comparison has something to compare.
+            (
+                proptest::sample::select(EventType::ALL),
+                proptest::collection::vec(field_value(), 8),
+                proptest::collection::vec(text_value(), 3),
+                prop_oneof![
+                    3 => Just("2024-05-01T07:00:00+02:00"),
+                    1 => proptest::sample::select(TIMES),
+                ],
+                0u8..12,
+            )
+                .prop_map(|(ty, fields, texts, time, twist)| {
+                    let data: Vec<String> = ty
+                        .fields()
+                        .iter()
+                        .zip(&fields)
+                        .filter_map(|(f, v)| v.as_ref().map(|v| format!("\"{}\":{v}", f.name)))
+                        .chain((twist == 1).then(|| "\"bpm\":3".to_string()))
+                        .collect();
+                    let mut keys = vec![
+                        format!("\"id\":{}", texts[0]),
+                        format!("\"user_id\":{}", texts[1]),
+                        format!("\"source\":{}", texts[2]),
+                        format!("\"type\":\"{}\"", ty.name()),
+                        format!("\"time\":\"{time}\""),
+                        format!("\"data\":{{{}}}", data.join(",")),
+                    ];
+                    match twist {
+                        2 => keys.push("\"extra\":1".into()),
+                        3 => {
+                            keys.remove(0);
+                        }
+                        4 => keys.push(format!("\"id\":{}", texts[2])),
+                        _ => {}
+                    }
+                    format!("{{{}}}", keys.join(","))
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(4000))]
+            #[test]
+            fn whatever_the_fast_path_accepts_the_validator_accepts_identically(line in line()) {
+                let decoder = Decoder::new();
+                if let Some(event) = decoder.fast.decode(line.as_bytes()) {
+                    prop_assert_eq!(Ok(event), decoder.decode_slowly(line.as_bytes()), "{}", line);
+                }
+            }
+        }
+
+        #[test]
+        fn well_formed_frequent_events_take_the_fast_path() {
+            let decoder = Decoder::new();
+            let lines = [
+                HR.to_string(),
+                HR.replace(r#""heart_rate","#, r#""resting_heart_rate","#),
+                r#"{"id":"e","user_id":"u","type":"heart_rate_variability","source":"s","time":"2024-05-01T07:00:00Z","data":{"rmssd":41.5,"sdnn":null}}"#.to_string(),
+                r#"{"id":"e","user_id":"u","type":"step_count","source":"s","time":"2024-05-01T07:00:00.250-04:00","data":{"step_count":120}}"#.to_string(),
+            ];
+            for line in lines {
+                let fast = decoder.fast.decode(line.as_bytes());
+                assert!(fast.is_some(), "{line}");
+                assert_eq!(
+                    fast.ok_or(()),
+                    decoder.decode_slowly(line.as_bytes()).map_err(|_| ())
+                );
+            }
+            // At and past a limit: the edge value is taken fast, the one past it is refused
+            // and worded by the validator.
+            assert!(decoder
+                .fast
+                .decode(HR.replace("61", "400").as_bytes())
+                .is_some());
+            assert!(decoder
+                .fast
+                .decode(HR.replace("61", "400.5").as_bytes())
+                .is_none());
+            assert!(decoder
+                .decode(HR.replace("61", "400.5").as_bytes())
+                .is_err());
+        }
     }
 }

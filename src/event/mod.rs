@@ -6,6 +6,7 @@
 //! the JSON Schema of its type (compiled once) before decoding it into an [`Event`].
 
 mod decode;
+mod fast;
 mod schema;
 mod time;
 mod types;

@@ -113,6 +113,11 @@ macro_rules! event_types {
                 Ok(match ty { $(EventType::$variant => EventData::$variant($data::deserialize(data)?)),* })
             }
 
+            /// Decodes a payload of the given type from its JSON text.
+            pub fn from_json_str(ty: EventType, text: &str) -> serde_json::Result<EventData> {
+                Ok(match ty { $(EventType::$variant => EventData::$variant(serde_json::from_str(text)?)),* })
+            }
+
             pub fn to_json(&self) -> serde_json::Value {
                 let value = match self { $(EventData::$variant(d) => serde_json::to_value(d)),* };
                 value.unwrap_or(serde_json::Value::Null)

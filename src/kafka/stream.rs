@@ -553,7 +553,13 @@ impl<'a> Session<'a> {
             Ok(event) => event,
             Err(reason) => {
                 self.batch.counts.dead_lettered += 1;
-                forward(&mut self.batch, OutTopic::DeadLetter, message, &reason, None);
+                forward(
+                    &mut self.batch,
+                    OutTopic::DeadLetter,
+                    message,
+                    &reason,
+                    None,
+                );
                 return Ok(());
             }
         };
@@ -630,13 +636,15 @@ impl<'a> Session<'a> {
         for (&partition, task) in self.tasks.iter_mut() {
             changes.clear();
             task.engine.drain_changelog(&mut changes);
-            batch.records.extend(changes.drain(..).map(|change| OutRecord {
-                topic: OutTopic::State,
-                partition: Some(partition),
-                key: Some(change.key),
-                payload: change.value,
-                headers: None,
-            }));
+            batch
+                .records
+                .extend(changes.drain(..).map(|change| OutRecord {
+                    topic: OutTopic::State,
+                    partition: Some(partition),
+                    key: Some(change.key),
+                    payload: change.value,
+                    headers: None,
+                }));
             for (input, slot) in task.inputs.iter().enumerate() {
                 if let Some(offset) = slot.processed_to {
                     batch.offsets.push((input, partition, offset));

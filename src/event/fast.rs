@@ -1,0 +1,297 @@
+//! A fast path for the common well-formed bare event: several times faster (BENCHMARKS.md)
+//! than building a `serde_json::Value` tree and running the JSON Schema validator over it.
+//!
+//! It accepts a line only when it can prove that the schema accepts it too: the envelope is
+//! parsed into typed fields (unknown keys refused), the payload straight into its typed
+//! struct, and the payload's schema constraints are checked on the typed values. Those
+//! constraints are read from the same generated schema the validator uses, when the decoder
+//! is built; an event type whose payload schema uses any keyword this module does not check
+//! (e.g. `pattern`, `$ref`) never takes the fast path. Anything the fast path does not accept
+//! goes to the full validator, which decides and words the error: the fast path can make
+//! decoding quicker, never different (a property test checks that).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value as Json;
+
+use super::{event_envelope_schema, Event, EventData, EventTime, EventType, Value};
+
+/// The envelope's length limits on `id`, `user_id` and `source` (in characters, as JSON
+/// Schema counts them).
+const ENVELOPE_MIN_CHARS: usize = 1;
+const ENVELOPE_MAX_CHARS: usize = 256;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    user_id: Cow<'a, str>,
+    #[serde(borrow, rename = "type")]
+    event_type: Cow<'a, str>,
+    #[serde(borrow)]
+    source: Cow<'a, str>,
+    #[serde(borrow)]
+    time: Cow<'a, str>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+/// The checks one payload field needs beyond what its Rust type enforces.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct FieldCheck {
+    index: usize,
+    minimum: Option<f64>,
+    maximum: Option<f64>,
+    min_chars: Option<usize>,
+    max_chars: Option<usize>,
+}
+
+/// The payload checks per event type, for the types the fast path can decide.
+pub(super) struct FastPath {
+    checks: HashMap<EventType, Vec<FieldCheck>>,
+}
+
+impl FastPath {
+    pub(super) fn new() -> Self {
+        let checks = EventType::ALL
+            .iter()
+            .filter_map(|&ty| field_checks(ty).map(|c| (ty, c)))
+            .collect();
+        FastPath { checks }
+    }
+
+    /// The event, when `line` is a bare event this path can prove valid; `None` otherwise
+    /// (the full validator then decides).
+    pub(super) fn decode(&self, line: &[u8]) -> Option<Event> {
+        let envelope: Envelope<'_> = serde_json::from_slice(line).ok()?;
+        let ty = EventType::from_name(&envelope.event_type)?;
+        let checks = self.checks.get(&ty)?;
+        for text in [&envelope.id, &envelope.user_id, &envelope.source] {
+            if !chars_within(text, Some(ENVELOPE_MIN_CHARS), Some(ENVELOPE_MAX_CHARS)) {
+                return None;
+            }
+        }
+        if !plain_rfc3339(&envelope.time) {
+            return None;
+        }
+        let time = EventTime::parse(&envelope.time).ok()?;
+        let data = EventData::from_json_str(ty, envelope.data.get()).ok()?;
+        if !checks
+            .iter()
+            .all(|check| check.accepts(data.field(check.index)))
+        {
+            return None;
+        }
+        Some(Event {
+            id: envelope.id.into_owned(),
+            user_id: envelope.user_id.into_owned(),
+            source: envelope.source.into_owned(),
+            time,
+            data,
+        })
+    }
+
+    #[cfg(test)]
+    pub(super) fn handles(&self, ty: EventType) -> bool {
+        self.checks.contains_key(&ty)
+    }
+}
+
+impl FieldCheck {
+    fn accepts(&self, value: Value<'_>) -> bool {
+        match value {
+            Value::Null | Value::Bool(_) => true,
+            Value::Num(n) => {
+                self.minimum.is_none_or(|min| n >= min) && self.maximum.is_none_or(|max| n <= max)
+            }
+            Value::Str(s) => chars_within(s, self.min_chars, self.max_chars),
+        }
+    }
+}
+
+fn chars_within(text: &str, min: Option<usize>, max: Option<usize>) -> bool {
+    // Counting characters only matters near the limits; bytes bound them from both sides.
+    let bytes = text.len();
+    let fits_max = max.is_none_or(|max| bytes <= max || text.chars().count() <= max);
+    let fits_min = min.is_none_or(|min| bytes >= 4 * min || text.chars().count() >= min);
+    fits_max && fits_min
+}
+
+/// The payload checks of `ty`, or `None` when its payload schema uses a keyword not checked
+/// here, or a property that is not a field.
+fn field_checks(ty: EventType) -> Option<Vec<FieldCheck>> {
+    let envelope = event_envelope_schema(ty);
+    let data = envelope.get("properties")?.get("data")?.as_object()?;
+    for (key, value) in data {
+        let understood = match key.as_str() {
+            "properties" | "description" | "required" => true,
+            "type" => value == "object",
+            "additionalProperties" => value == false,
+            _ => false,
+        };
+        if !understood {
+            return None;
+        }
+    }
+    let mut checks = Vec::new();
+    for (name, schema) in data.get("properties")?.as_object()? {
+        let mut check = FieldCheck {
+            index: ty.field_index(name)?,
+            ..FieldCheck::default()
+        };
+        for (key, value) in schema.as_object()? {
+            match key.as_str() {
+                // The Rust field's type enforces these (serde refuses anything else).
+                "description" | "type" => {}
+                "format" if matches!(value.as_str(), Some("double" | "float" | "uint32")) => {}
+                "minimum" => check.minimum = Some(value.as_f64()?),
+                "maximum" => check.maximum = Some(value.as_f64()?),
+                "minLength" => check.min_chars = Some(usize::try_from(value.as_u64()?).ok()?),
+                "maxLength" => check.max_chars = Some(usize::try_from(value.as_u64()?).ok()?),
+                _ => return None,
+            }
+        }
+        let required = data
+            .get("required")
+            .and_then(Json::as_array)
+            .is_some_and(|r| r.iter().any(|n| n == name.as_str()));
+        if !field_type_matches(ty, check.index, schema.get("type")?, required) {
+            return None;
+        }
+        checks.push(check);
+    }
+    Some(checks)
+}
+
+/// Whether the schema's `type` of a field is what its Rust type accepts, so that serde
+/// refusing everything else is the same as the schema refusing it. Optional fields (serde
+/// `default`, an `Option`) are the ones not required, and only they may be null.
+fn field_type_matches(ty: EventType, index: usize, schema_type: &Json, required: bool) -> bool {
+    use super::ValueType;
+    let Some(field) = ty.fields().get(index) else {
+        return false;
+    };
+    let (name, nullable) = match schema_type {
+        Json::String(name) => (name.as_str(), false),
+        Json::Array(names) => match names.as_slice() {
+            [Json::String(name), Json::String(null)] if null == "null" => (name.as_str(), true),
+            _ => return false,
+        },
+        _ => return false,
+    };
+    nullable != required
+        && matches!(
+            (name, field.value_type),
+            ("number" | "integer", ValueType::Number)
+                | ("boolean", ValueType::Bool)
+                | ("string", ValueType::Text)
+        )
+}
+
+/// RFC 3339 in its plainest form, `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` with seconds
+/// 00–59 and an offset within ±23:59: a form every RFC 3339 reader agrees on. Other forms
+/// (lower-case `t`/`z`, a space, leap seconds) go to the full validator.
+fn plain_rfc3339(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        b.get(range.clone())
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+    };
+    let two = |at: usize| u32::from(b[at] - b'0') * 10 + u32::from(b[at + 1] - b'0');
+    if b.len() < 20
+        || !(digits(0..4)
+            && b[4] == b'-'
+            && digits(5..7)
+            && b[7] == b'-'
+            && digits(8..10)
+            && b[10] == b'T'
+            && digits(11..13)
+            && b[13] == b':'
+            && digits(14..16)
+            && b[16] == b':'
+            && digits(17..19))
+        || two(17) > 59
+    {
+        return false;
+    }
+    let mut at = 19;
+    if b[at] == b'.' {
+        let start = at + 1;
+        at = start;
+        while at < b.len() && b[at].is_ascii_digit() {
+            at += 1;
+        }
+        if at == start {
+            return false;
+        }
+    }
+    match &b[at..] {
+        [b'Z'] => true,
+        [b'+' | b'-', _, _, b':', _, _] => {
+            digits(at + 1..at + 3)
+                && digits(at + 4..at + 6)
+                && two(at + 1) <= 23
+                && two(at + 4) <= 59
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_rfc3339_accepts_only_the_plain_form() {
+        for ok in [
+            "2024-05-01T07:00:00Z",
+            "2024-05-01T07:00:00+02:00",
+            "2024-05-01T07:00:00.123-05:30",
+        ] {
+            assert!(plain_rfc3339(ok), "{ok}");
+        }
+        for not in [
+            "2024-05-01t07:00:00Z",
+            "2024-05-01 07:00:00Z",
+            "2024-05-01T07:00:00z",
+            "2024-05-01T07:00:60Z",
+            "2024-05-01T07:00:00",
+            "2024-05-01T07:00:00.Z",
+            "2024-05-01T07:00:00+24:00",
+            "2024-05-01T07:00:00+0200",
+            "2024-5-01T07:00:00Z",
+        ] {
+            assert!(!plain_rfc3339(not), "{not}");
+        }
+    }
+
+    #[test]
+    fn the_frequent_types_take_the_fast_path_and_patterns_do_not() {
+        let fast = FastPath::new();
+        for ty in [
+            EventType::HeartRate,
+            EventType::HeartRateVariability,
+            EventType::RestingHeartRate,
+            EventType::StepCount,
+            EventType::PhysicalActivity,
+        ] {
+            assert!(fast.handles(ty), "{ty:?}");
+        }
+        // `pattern` and `$ref` are not checked here.
+        assert!(!fast.handles(EventType::Illness));
+        assert!(!fast.handles(EventType::SleepEpisode));
+    }
+
+    #[test]
+    fn character_limits_count_characters_not_bytes() {
+        assert!(chars_within("é", Some(1), Some(1)));
+        assert!(!chars_within("", Some(1), None));
+        assert!(chars_within(&"é".repeat(256), None, Some(256)));
+        assert!(!chars_within(&"é".repeat(257), None, Some(256)));
+    }
+}
