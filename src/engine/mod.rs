@@ -216,12 +216,9 @@ impl Engine {
             let Some(state) = self.keys.get_mut(&key) else {
                 continue; // touched, then dropped: its tombstones are written above
             };
-            out.push(StateRecord {
-                key: snapshot::key_record_key(&key),
-                value: Some(snapshot::encode_key(&rules, state)),
-            });
             dirty.sort_unstable();
             dirty.dedup();
+            // Chunks first: they decide which chunk is open and travels in the key record.
             for (index, series) in state.series.iter_mut().enumerate() {
                 let Some(series::SeriesState::Events(store)) = series.as_deref_mut() else {
                     continue;
@@ -237,6 +234,10 @@ impl Engine {
                     })
                 });
             }
+            out.push(StateRecord {
+                key: snapshot::key_record_key(&key),
+                value: Some(snapshot::encode_key(&rules, state)),
+            });
         }
         out.push(StateRecord {
             key: snapshot::task_record_key(),

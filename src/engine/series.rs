@@ -27,9 +27,13 @@ pub enum SeriesState {
 pub struct EventStore {
     samples: VecDeque<(Sample, i32)>,
     sliding: Vec<SlidingState>,
-    /// Chunks of samples written to the changelog and not yet deleted from it, ascending
-    /// (empty unless the engine keeps a changelog; see `engine::snapshot`).
+    /// Chunks of samples written to the changelog as records of their own and not yet
+    /// deleted from it, ascending (empty unless the engine keeps a changelog; see
+    /// `engine::snapshot`).
     logged_chunks: Vec<i64>,
+    /// The chunk of the newest sample when the changelog was last written: it travels in the
+    /// key's own record rather than in a chunk record.
+    open_chunk: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -64,6 +68,7 @@ impl SeriesState {
                     })
                     .collect(),
                 logged_chunks: Vec::new(),
+                open_chunk: None,
             }),
         }
     }
@@ -251,10 +256,13 @@ fn finish(
 }
 
 impl EventStore {
-    /// Changelog records for this store since the last call: each chunk in `dirty` (by
-    /// `chunk_of`) is written whole (`emit(chunk, Some(samples))`), and chunks evicted since
-    /// are deleted (`emit(chunk, None)`). Samples leave only from the front, so the evicted chunks are exactly the
-    /// logged ones before the first sample's chunk.
+    /// Changelog records for this store since the last call. The chunk (by `chunk_of`) of
+    /// the newest sample is the open one: it changes at every sample and is written inside the
+    /// key's record (see [`EventStore::open_chunk`]), so live traffic writes one record per
+    /// key and commit rather than two. Every other chunk in `dirty`, and the previously open
+    /// chunk once a newer one opens, is written whole (`emit(chunk, Some(samples))`); chunks
+    /// evicted since are deleted (`emit(chunk, None)`). Samples leave only from the front, so
+    /// the evicted chunks are exactly the logged ones before the first sample's chunk.
     pub fn log_chunks(
         &mut self,
         dirty: &[i64],
@@ -269,14 +277,14 @@ impl EventStore {
         for chunk in self.logged_chunks.drain(..evicted) {
             emit(chunk, None);
         }
-        for &chunk in dirty {
-            if chunk < first_live {
-                continue; // inserted and evicted again before this call
+        let open = self.samples.back().map(|(s, _)| chunk_of(s.t));
+        let closed = self.open_chunk.filter(|&previous| Some(previous) != open);
+        self.open_chunk = open;
+        for &chunk in dirty.iter().chain(closed.as_ref()) {
+            if chunk < first_live || Some(chunk) == open {
+                continue; // evicted again before this call, or travelling in the key record
             }
-            let from = self.samples.partition_point(|(s, _)| chunk_of(s.t) < chunk);
-            let to = self
-                .samples
-                .partition_point(|(s, _)| chunk_of(s.t) <= chunk);
+            let (from, to) = self.chunk_range(chunk, &chunk_of);
             if from == to {
                 continue;
             }
@@ -287,18 +295,43 @@ impl EventStore {
         }
     }
 
+    /// The open chunk as of the last [`EventStore::log_chunks`], with its samples.
+    pub fn open_chunk(
+        &self,
+        chunk_of: impl Fn(i64) -> i64,
+    ) -> Option<(i64, impl Iterator<Item = (Sample, i32)> + '_)> {
+        let chunk = self.open_chunk?;
+        let (from, to) = self.chunk_range(chunk, &chunk_of);
+        Some((chunk, self.samples.range(from..to).copied()))
+    }
+
+    fn chunk_range(&self, chunk: i64, chunk_of: &impl Fn(i64) -> i64) -> (usize, usize) {
+        let from = self.samples.partition_point(|(s, _)| chunk_of(s.t) < chunk);
+        let to = self
+            .samples
+            .partition_point(|(s, _)| chunk_of(s.t) <= chunk);
+        (from, to)
+    }
+
     /// Every logged chunk, for deleting them all when the key's state goes.
     pub fn logged_chunks(&self) -> &[i64] {
         &self.logged_chunks
     }
 
-    /// Restores samples read back from the changelog (in time order) and the chunks they
-    /// came from; the incremental aggregates are rebuilt from them as they are pushed.
-    pub fn restore(&mut self, samples: impl IntoIterator<Item = (Sample, i32)>, chunks: Vec<i64>) {
+    /// Restores samples read back from the changelog (in time order), the chunks that had
+    /// records of their own and the open chunk that travelled in the key's record; the
+    /// incremental aggregates are rebuilt from the samples as they are pushed.
+    pub fn restore(
+        &mut self,
+        samples: impl IntoIterator<Item = (Sample, i32)>,
+        chunks: Vec<i64>,
+        open_chunk: Option<i64>,
+    ) {
         for (sample, day) in samples {
             self.insert(sample, day);
         }
         self.logged_chunks = chunks;
+        self.open_chunk = open_chunk;
     }
 
     fn insert(&mut self, sample: Sample, day: i32) {

@@ -6,11 +6,15 @@
 //! Only what changed since the previous commit is written:
 //!
 //! - `K` + key: the key's clock, its per-night rings, its per-rule state (small: ~1 KiB for a
-//!   user of the nightly rules), written whole when the key was touched;
+//!   user of the nightly rules) and, per all-events series, the open chunk (below), written
+//!   whole when the key was touched;
 //! - `C` + series + chunk + key: the raw samples of an all-events series (e.g. 1 Hz heart rate
 //!   kept for a sliding window plus the allowed lateness) in chunks of ten seconds, so a
 //!   commit rewrites the few samples that changed, not the hour kept; evicted chunks are deleted
-//!   (tombstones), so compaction keeps the topic as large as the state;
+//!   (tombstones), so compaction keeps the topic as large as the state. The chunk of the newest
+//!   sample (the open chunk) changes at every sample: it travels inside the `K` record, which
+//!   is written anyway, and gets a record of its own once a newer chunk opens — so live
+//!   traffic writes about one record per touched key and commit, not two;
 //! - `T`: the task's clock, which drives timers.
 //!
 //! Series and rules are matched by their signature and by rule id and version on restore, not
@@ -30,8 +34,9 @@ use crate::rules::RuleSet;
 /// Width of a sample chunk in the changelog.
 pub const CHUNK_MS: i64 = 10_000;
 
-/// Version of the value encoding, first byte of every value.
-const FORMAT: u8 = 1;
+/// Version of the value encoding, first byte of every value (2: the open chunk travels in the
+/// key record).
+const FORMAT: u8 = 2;
 
 const TAG_TASK: u8 = b'T';
 const TAG_KEY: u8 = b'K';
@@ -99,6 +104,8 @@ struct KeySnapshotRef<'a> {
     nights: Vec<(u64, &'a NightStore)>,
     events: Vec<u64>,
     rules: Vec<(&'a str, u32, &'a RuleState)>,
+    /// (series id, chunk, samples) of each all-events series' open chunk.
+    open: Vec<(u64, i64, ChunkSnapshot)>,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +115,7 @@ struct KeySnapshot {
     nights: Vec<(u64, NightStore)>,
     events: Vec<u64>,
     rules: Vec<(String, u32, RuleState)>,
+    open: Vec<(u64, i64, ChunkSnapshot)>,
 }
 
 /// Samples of one chunk, column by column so that postcard's variable-length integers keep it
@@ -176,14 +184,22 @@ pub(super) fn encode_task(task: &TaskSnapshot) -> Vec<u8> {
     encode(task)
 }
 
-/// The `K` record of a key's state.
+/// The `K` record of a key's state; its stores' open chunks are those of their last
+/// `log_chunks`.
 pub(super) fn encode_key(rules: &RuleSet, state: &KeyState) -> Vec<u8> {
     let mut nights = Vec::new();
     let mut events = Vec::new();
+    let mut open = Vec::new();
     for (def, series) in rules.series.iter().zip(state.series.iter()) {
+        let id = series_id(&def.signature);
         match series.as_deref() {
-            Some(SeriesState::Nights(store)) => nights.push((series_id(&def.signature), store)),
-            Some(SeriesState::Events(_)) => events.push(series_id(&def.signature)),
+            Some(SeriesState::Nights(store)) => nights.push((id, store)),
+            Some(SeriesState::Events(store)) => {
+                events.push(id);
+                if let Some((chunk, mut samples)) = store.open_chunk(chunk_of) {
+                    open.push((id, chunk, chunk_snapshot(chunk, &mut samples)));
+                }
+            }
             None => {}
         }
     }
@@ -199,6 +215,7 @@ pub(super) fn encode_key(rules: &RuleSet, state: &KeyState) -> Vec<u8> {
         nights,
         events,
         rules: rule_states,
+        open,
     })
 }
 
@@ -206,6 +223,10 @@ pub(super) fn encode_chunk(
     chunk: i64,
     samples: &mut dyn Iterator<Item = (Sample, i32)>,
 ) -> Vec<u8> {
+    encode(&chunk_snapshot(chunk, samples))
+}
+
+fn chunk_snapshot(chunk: i64, samples: &mut dyn Iterator<Item = (Sample, i32)>) -> ChunkSnapshot {
     let start = chunk.saturating_mul(CHUNK_MS);
     let rows: Vec<(Sample, i32)> = samples.collect();
     let first_day = rows.first().map_or(0, |(_, d)| *d);
@@ -222,7 +243,7 @@ pub(super) fn encode_chunk(
         Some(ints) => ChunkValues::Whole(ints),
         None => ChunkValues::Exact(rows.iter().map(|(s, _)| s.v).collect()),
     };
-    encode(&ChunkSnapshot {
+    ChunkSnapshot {
         first_day,
         times: rows
             .iter()
@@ -233,7 +254,7 @@ pub(super) fn encode_chunk(
             .map(|(_, d)| d.saturating_sub(first_day))
             .collect(),
         values,
-    })
+    }
 }
 
 /// What a changelog holds, read back: the latest value of every live key.
@@ -261,6 +282,9 @@ pub(super) fn restore(
     let mut keys: rustc_hash::FxHashMap<Box<str>, KeyState> = Default::default();
     // Chunks per (key, series id), to attach once every key is known.
     let mut chunks: rustc_hash::FxHashMap<(Box<str>, u64), ChunksOfSeries> = Default::default();
+    // The open chunk per (key, series id), from the key records.
+    let mut open: rustc_hash::FxHashMap<(Box<str>, u64), (i64, ChunkSnapshot)> =
+        Default::default();
     let series_index = |id: u64| {
         rules
             .series
@@ -275,7 +299,10 @@ pub(super) fn restore(
                     key: String::from_utf8_lossy(key).into_owned(),
                     reason: e.to_string(),
                 })?;
-                let snapshot: KeySnapshot = decode(key, value)?;
+                let mut snapshot: KeySnapshot = decode(key, value)?;
+                for (series, chunk, rows) in std::mem::take(&mut snapshot.open) {
+                    open.insert((name.into(), series), (chunk, rows));
+                }
                 keys.insert(
                     name.into(),
                     key_state(rules, lateness_ms, snapshot, series_index),
@@ -303,7 +330,12 @@ pub(super) fn restore(
             }
         }
     }
+    // A series may have only its open chunk.
+    for key in open.keys() {
+        chunks.entry(key.clone()).or_default();
+    }
     for ((name, series), mut found) in chunks {
+        let open_chunk = open.remove(&(name.clone(), series));
         // Chunks of a key whose `K` record is gone, or of a series no rule uses any more,
         // belong to nothing.
         let (Some(state), Some(index)) = (keys.get_mut(&name), series_index(series)) else {
@@ -312,8 +344,13 @@ pub(super) fn restore(
         let Some(SeriesState::Events(store)) = state.series[index].as_deref_mut() else {
             continue;
         };
+        let open_id = open_chunk.as_ref().map(|(chunk, _)| *chunk);
+        // The key record's copy of the open chunk is the one written last.
+        found.retain(|(chunk, _)| Some(*chunk) != open_id);
         found.sort_unstable_by_key(|(chunk, _)| *chunk);
         let ids = found.iter().map(|(chunk, _)| *chunk).collect();
+        found.extend(open_chunk);
+        found.sort_unstable_by_key(|(chunk, _)| *chunk);
         let samples = found.into_iter().flat_map(|(chunk, rows)| {
             let start = chunk.saturating_mul(CHUNK_MS);
             rows.rows().map(move |(dt, v, day)| {
@@ -326,7 +363,7 @@ pub(super) fn restore(
                 )
             })
         });
-        store.restore(samples, ids);
+        store.restore(samples, ids, open_id);
     }
     restored.keys = keys.into_iter().collect();
     Ok(restored)

@@ -333,7 +333,9 @@ impl<'a> Session<'a> {
                 return Ok(());
             }
             let mut received = 0;
-            let mut wait = Duration::from_millis(5);
+            // While a transaction commits, look back soon: the next batch goes out as soon as
+            // it has.
+            let mut wait = Duration::from_millis(if self.committer.busy() { 1 } else { 5 });
             while received < 5_000 {
                 let Some(result) = self.consumer.poll(wait).map(|r| r.map(|m| m.detach())) else {
                     break;
