@@ -69,8 +69,8 @@ use vigil::simulate::{simulate, SimConfig};
 #[path = "../tests/common/kafka.rs"]
 mod kafka_env;
 
-/// Vigil's commit interval, and the bare loop's: Vigil's default, 100 ms, unless
-/// `VIGIL_BENCH_COMMIT_INTERVAL_MS` says otherwise.
+/// Vigil's commit interval, and the bare loop's: Vigil's default (`[kafka.streaming]
+/// commit-interval`), unless `VIGIL_BENCH_COMMIT_INTERVAL_MS` says otherwise.
 fn commit_interval() -> Duration {
     static INTERVAL: OnceLock<Duration> = OnceLock::new();
     *INTERVAL.get_or_init(|| {
@@ -78,7 +78,10 @@ fn commit_interval() -> Duration {
             .ok()
             .and_then(|v| v.parse().ok())
             .filter(|&ms| ms > 0)
-            .unwrap_or(100);
+            .unwrap_or_else(|| {
+                let default = vigil::config::StreamingConfig::default().commit_interval_ms;
+                u64::try_from(default).unwrap_or(100)
+            });
         Duration::from_millis(ms)
     })
 }
@@ -781,6 +784,9 @@ fn bare_loop(
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "range")
+        // Vigil's consumer setting (see src/kafka/stream.rs): without it librdkafka fetches a
+        // backlog in bursts about four times a second, and both loops idle in between.
+        .set("fetch.queue.backoff.ms", "10")
         .create()
         .expect("bare consumer");
     let topics: Vec<&str> = inputs.iter().map(String::as_str).collect();

@@ -283,8 +283,7 @@ pub(super) fn restore(
     // Chunks per (key, series id), to attach once every key is known.
     let mut chunks: rustc_hash::FxHashMap<(Box<str>, u64), ChunksOfSeries> = Default::default();
     // The open chunk per (key, series id), from the key records.
-    let mut open: rustc_hash::FxHashMap<(Box<str>, u64), (i64, ChunkSnapshot)> =
-        Default::default();
+    let mut open: rustc_hash::FxHashMap<(Box<str>, u64), (i64, ChunkSnapshot)> = Default::default();
     let series_index = |id: u64| {
         rules
             .series
