@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -28,7 +28,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The outage test stops the PostgreSQL every other test here uses: it takes this for writing,
 /// the others for reading.
-static POSTGRES: RwLock<()> = RwLock::new(());
+static POSTGRES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -149,13 +149,9 @@ async fn databases() -> Vec<TestDb> {
     dbs
 }
 
-fn shared_postgres() -> std::sync::RwLockReadGuard<'static, ()> {
-    POSTGRES.read().unwrap_or_else(|e| e.into_inner())
-}
-
 #[tokio::test]
 async fn replays_and_overlapping_batches_store_each_output_once() {
-    let _pg = shared_postgres();
+    let _pg = POSTGRES.read().await;
     let all = rows(&outputs());
     let n = all.len() as u64;
     for db in databases().await {
@@ -187,7 +183,7 @@ async fn replays_and_overlapping_batches_store_each_output_once() {
 
 #[tokio::test]
 async fn migrations_apply_to_an_empty_database_and_leave_a_current_one_alone() {
-    let _pg = shared_postgres();
+    let _pg = POSTGRES.read().await;
     let all = rows(&outputs());
     for db in databases().await {
         let name = db.name;
@@ -243,7 +239,7 @@ fn expected(all: &[HistoryRow], filter: &ListFilter) -> Vec<String> {
 
 #[tokio::test]
 async fn list_filters_and_show_return_what_was_stored() {
-    let _pg = shared_postgres();
+    let _pg = POSTGRES.read().await;
     let outputs = outputs();
     let all = rows(&outputs);
     let busiest_user = {
@@ -412,7 +408,7 @@ fn the_writer_keeps_everything_through_a_postgres_outage() {
         println!("skipped (outage): PostgreSQL is not managed by scripts/services here");
         return;
     };
-    let _exclusive = POSTGRES.write().unwrap_or_else(|e| e.into_inner());
+    let _exclusive = POSTGRES.blocking_write();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -478,4 +474,83 @@ fn the_writer_keeps_everything_through_a_postgres_outage() {
         store.close().await;
         db.drop_schema().await;
     });
+}
+
+// ---------------------------------------------------------------- the commands
+
+fn vigil(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .current_dir(dir)
+        .env_remove("VIGIL_DATABASE_URL")
+        .args(args)
+        .output()
+        .expect("vigil runs")
+}
+
+#[test]
+fn vigil_run_stores_its_outputs_once_and_alerts_reads_them_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = root().join("rules");
+    let input = root().join("tests/fixtures/simulated-7-users.jsonl");
+    let run_args = [
+        "run",
+        "--rules",
+        rules.to_str().expect("utf-8 path"),
+        "--input",
+        input.to_str().expect("utf-8 path"),
+    ];
+    // Twice: the second run replays the same outputs and stores nothing new.
+    let first = vigil(dir.path(), &run_args);
+    assert!(first.status.success(), "{first:?}");
+    let emitted: Vec<OutputEvent> = String::from_utf8_lossy(&first.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an output"))
+        .collect();
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "history: {} new in sqlite:vigil-history.db",
+            emitted.len()
+        )),
+        "{stderr}"
+    );
+    let second = vigil(dir.path(), &run_args);
+    assert!(second.status.success(), "{second:?}");
+    assert!(String::from_utf8_lossy(&second.stderr).contains("history: 0 new"));
+
+    let list = vigil(dir.path(), &["alerts", "list", "--json", "--limit", "0"]);
+    assert!(list.status.success(), "{list:?}");
+    let listed: Vec<serde_json::Value> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(listed.len(), emitted.len());
+    let firing = vigil(
+        dir.path(),
+        &["alerts", "list", "--state", "firing", "--json"],
+    );
+    let firing_lines = String::from_utf8_lossy(&firing.stdout).lines().count();
+    let want = emitted
+        .iter()
+        .filter(|o| o.data.state == Some(AlertState::Firing))
+        .count();
+    assert_eq!(firing_lines, want.min(100));
+
+    let one = &emitted[0];
+    let show = vigil(dir.path(), &["alerts", "show", &one.id, "--json"]);
+    assert!(show.status.success(), "{show:?}");
+    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).expect("one object");
+    assert_eq!(
+        serde_json::from_value::<OutputEvent>(shown["event"].clone()).expect("the CloudEvent"),
+        *one
+    );
+    let missing = vigil(dir.path(), &["alerts", "show", "no-such-id"]);
+    assert_eq!(missing.status.code(), Some(6), "{missing:?}");
+
+    // --no-history leaves the database alone.
+    let other = tempfile::tempdir().expect("tempdir");
+    let mut no_history = run_args.to_vec();
+    no_history.push("--no-history");
+    assert!(vigil(other.path(), &no_history).status.success());
+    assert!(!other.path().join("vigil-history.db").exists());
 }

@@ -13,8 +13,8 @@ use crate::history::{parse_since, HistoryRow, HistoryStore, ListFilter};
 pub struct AlertsArgs {
     #[command(subcommand)]
     command: AlertsCommand,
-    /// The history database (default: history.url of vigil.toml, VIGIL_DATABASE_URL, or
-    /// sqlite:vigil-history.db).
+    /// The history database (default: VIGIL_DATABASE_URL, else history.url of vigil.toml,
+    /// else sqlite:vigil-history.db).
     #[arg(long, global = true, value_name = "URL")]
     history: Option<String>,
     /// The configuration file (default: ./vigil.toml when it exists).

@@ -8,8 +8,8 @@ use crate::history::{redact_url, HistoryStore};
 
 #[derive(Args, Debug)]
 pub struct MigrateArgs {
-    /// The history database (default: history.url of vigil.toml, VIGIL_DATABASE_URL, or
-    /// sqlite:vigil-history.db).
+    /// The history database (default: VIGIL_DATABASE_URL, else history.url of vigil.toml,
+    /// else sqlite:vigil-history.db).
     #[arg(long, value_name = "URL")]
     history: Option<String>,
     /// The configuration file (default: ./vigil.toml when it exists).

@@ -54,8 +54,8 @@ pub struct RunArgs {
     /// the history database.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Store alerts and milestones in this history database instead of history.url
-    /// (vigil.toml, VIGIL_DATABASE_URL, default sqlite:vigil-history.db).
+    /// Store alerts and milestones in this history database (default: VIGIL_DATABASE_URL,
+    /// else history.url of vigil.toml, else sqlite:vigil-history.db).
     #[arg(long, value_name = "URL", conflicts_with_all = ["kafka", "no_history"])]
     history: Option<String>,
     /// Do not store alerts and milestones in the history database.
