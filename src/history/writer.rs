@@ -418,11 +418,14 @@ mod tests {
         for i in 0..3 {
             writer.send_row(row(&format!("id{i}"))).expect("queued");
         }
+        // The limit only keeps a broken writer from hanging the test run.
+        let give_up = Instant::now() + Duration::from_secs(120);
         let status = loop {
             let s = writer.status();
             if s.retries >= 2 {
                 break s;
             }
+            assert!(Instant::now() < give_up, "no retries: {s:?}");
             std::thread::sleep(Duration::from_millis(10));
         };
         assert_eq!(status.state, WriterState::Degraded);
