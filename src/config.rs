@@ -1,4 +1,5 @@
-//! `vigil.toml`: the configuration of Vigil's production mode (Kafka today).
+//! `vigil.toml`: the configuration of Vigil: Kafka for the production mode, and the history
+//! database (both modes).
 //!
 //! Three layers, each overriding the one before:
 //!
@@ -33,6 +34,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("VIGIL_KAFKA_GROUP", "kafka.group"),
     ("VIGIL_KAFKA_TOPIC_PREFIX", "kafka.topic-prefix"),
     ("VIGIL_INSTANCE_ID", "kafka.streaming.instance-id"),
+    ("VIGIL_DATABASE_URL", "history.url"),
 ];
 
 /// The whole configuration, all layers applied.
@@ -40,6 +42,24 @@ pub const ENV_VARS: &[(&str, &str)] = &[
 #[serde(rename_all = "kebab-case")]
 pub struct Config {
     pub kafka: KafkaConfig,
+    pub history: HistoryConfig,
+}
+
+/// Where alerts and milestones are stored (see [`crate::history`]).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct HistoryConfig {
+    /// `postgres://user:password@host:port/db` in production, or `sqlite:PATH` (the file is
+    /// created when missing); [`crate::history::DEFAULT_URL`] by default.
+    pub url: String,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            url: crate::history::DEFAULT_URL.to_string(),
+        }
+    }
 }
 
 /// How Vigil reaches Kafka, and the topics it uses.
@@ -261,6 +281,13 @@ impl KafkaConfig {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileLayer {
     kafka: Option<KafkaLayer>,
+    history: Option<HistoryLayer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct HistoryLayer {
+    url: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -414,6 +441,15 @@ impl Config {
         if let Some(kafka) = layer.kafka {
             self.kafka.apply(file, kafka, &mut problems);
         }
+        if let Some(url) = layer.history.and_then(|h| h.url) {
+            match crate::history::Backend::from_url(url.get_ref()) {
+                Ok(_) => self.history.url = url.into_inner(),
+                Err(_) => problems.push(
+                    Diagnostic::new(file, url.span(), "history.url has an unknown scheme")
+                        .help("write \"postgres://user:password@host:5432/db\" or \"sqlite:PATH\""),
+                ),
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -467,6 +503,16 @@ impl Config {
                 });
             }
             self.kafka.streaming.instance_id = Some(value.trim().to_string());
+        }
+        if let Some(value) = get("VIGIL_DATABASE_URL") {
+            let value = value.trim();
+            if let Err(e) = crate::history::Backend::from_url(value) {
+                return Err(ConfigError::Env {
+                    var: "VIGIL_DATABASE_URL",
+                    message: e.to_string(),
+                });
+            }
+            self.history.url = value.to_string();
         }
         Ok(())
     }
@@ -826,6 +872,33 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.kafka.group, "from-env");
         assert_eq!(c.kafka.brokers, ["127.0.0.1:19092", "127.0.0.1:19093"]);
+    }
+
+    #[test]
+    fn history_url_from_default_file_and_environment() {
+        assert_eq!(Config::default().history.url, "sqlite:vigil-history.db");
+        let mut c = from_file("[history]\nurl = \"sqlite:/var/lib/vigil/h.db\"\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.history.url, "sqlite:/var/lib/vigil/h.db");
+        c.apply_env(env(&[(
+            "VIGIL_DATABASE_URL",
+            "postgres://v:v@db:5432/vigil",
+        )]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.history.url, "postgres://v:v@db:5432/vigil");
+
+        let e = from_file("[history]\nurl = \"mysql://db/x\"\n").expect_err("scheme");
+        assert!(
+            e.to_string()
+                .starts_with("vigil.toml:2:7: history.url has an unknown scheme"),
+            "{e}"
+        );
+        let e = from_file("[history]\nuri = \"sqlite:x\"\n").expect_err("unknown key");
+        assert!(e.to_string().contains("unknown field `uri`"), "{e}");
+        let e = Config::default()
+            .apply_env(env(&[("VIGIL_DATABASE_URL", "")]))
+            .expect_err("empty");
+        assert!(e.to_string().contains("VIGIL_DATABASE_URL"), "{e}");
     }
 
     #[test]

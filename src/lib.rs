@@ -21,12 +21,15 @@
 //! - [`config`]: `vigil.toml`, the production mode's configuration (defaults, file,
 //!   `VIGIL_…` environment variables);
 //! - [`kafka`]: the Kafka edge — clients from the configuration, topic provisioning;
+//! - [`history`]: the stored history of alerts and milestones (PostgreSQL or SQLite, sqlx),
+//!   and the background writer that keeps it without ever holding up the engine;
 //! - [`cli`]: the `vigil` command.
 
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod event;
+pub mod history;
 pub mod import;
 pub mod io;
 pub mod kafka;

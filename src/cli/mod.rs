@@ -1,19 +1,22 @@
 //! The `vigil` command: one file per subcommand, dispatched from a closed enum.
 //!
 //! Exit codes: 0 success; 1 an operational error (unreadable input, I/O, an invalid
-//! `vigil.toml`, an unreachable broker); 2 bad usage; 3 invalid rules (`check`, and any command
-//! that loads rules); 4 failing rule tests; 5 Kafka topics that differ from the configuration
-//! (`topics show`).
+//! `vigil.toml`, an unreachable broker or database); 2 bad usage; 3 invalid rules (`check`, and
+//! any command that loads rules); 4 failing rule tests; 5 Kafka topics that differ from the
+//! configuration (`topics show`), or history migrations not current (`migrate --check`); 6 no
+//! such alert or milestone (`alerts show`).
 
+mod alerts;
 mod check;
 mod import;
+mod migrate;
 mod run;
 mod schema;
 mod simulate;
 mod test;
 mod topics;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +25,8 @@ pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_INVALID_RULES: u8 = 3;
 pub const EXIT_TESTS_FAILED: u8 = 4;
 pub const EXIT_TOPICS_DIFFER: u8 = 5;
+pub const EXIT_NOT_CURRENT: u8 = 5;
+pub const EXIT_NOT_FOUND: u8 = 6;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -50,6 +55,10 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Provision the Kafka topics (`apply`) or compare them with the configuration (`show`).
     Topics(topics::TopicsArgs),
+    /// List the stored alerts and milestones, or show one (the history database).
+    Alerts(alerts::AlertsArgs),
+    /// Apply the history database's migrations (`vigil run` also does, at start).
+    Migrate(migrate::MigrateArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -62,6 +71,8 @@ pub fn main() -> ExitCode {
         Command::Import(args) => import::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Topics(args) => topics::run(args),
+        Command::Alerts(args) => alerts::run(args),
+        Command::Migrate(args) => migrate::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -102,3 +113,34 @@ fn color() -> bool {
     use std::io::IsTerminal;
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
+
+/// `vigil.toml` with its layers, or the exit code after its problems were printed.
+fn load_config(path: Option<&Path>) -> Result<crate::config::Config, u8> {
+    crate::config::Config::load(path)
+        .map(|(config, _)| config)
+        .map_err(|e| {
+            eprint!("{}", e.render(color()));
+            EXIT_ERROR
+        })
+}
+
+/// Where the history is: `--history URL`, else the configuration's `history.url` (file, then
+/// `VIGIL_DATABASE_URL`, then the SQLite default).
+fn history_url(flag: Option<String>, config: Option<&Path>) -> Result<String, u8> {
+    match flag {
+        Some(url) => Ok(url),
+        None => load_config(config).map(|c| c.history.url),
+    }
+}
+
+/// A runtime for the commands that talk to the database (sqlx is async; the commands are not).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// How long a command waits for the history database before reporting it unreachable.
+const DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

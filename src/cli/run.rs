@@ -13,6 +13,7 @@ use clap::Args;
 use crate::config::Config;
 use crate::engine::{Engine, EngineConfig};
 use crate::event::{Decoder, DEFAULT_MAX_LINE_BYTES};
+use crate::history::{redact_url, HistoryStore, HistoryWriter, WriterOptions};
 use crate::io::pipeline::{self, Sinks};
 use crate::kafka::stream::{self, StreamOptions};
 use crate::rules::duration::parse_duration;
@@ -49,9 +50,17 @@ pub struct RunArgs {
     /// topics, exactly once (instead of --input/--output files).
     #[arg(long, conflicts_with_all = ["input", "output"])]
     kafka: bool,
-    /// The configuration file (default: ./vigil.toml when it exists). With --kafka.
-    #[arg(long, requires = "kafka")]
+    /// The configuration file (default: ./vigil.toml when it exists): Kafka with --kafka, and
+    /// the history database.
+    #[arg(long)]
     config: Option<PathBuf>,
+    /// Store alerts and milestones in this history database (default: VIGIL_DATABASE_URL,
+    /// else history.url of vigil.toml, else sqlite:vigil-history.db).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["kafka", "no_history"])]
+    history: Option<String>,
+    /// Do not store alerts and milestones in the history database.
+    #[arg(long, conflicts_with = "kafka")]
+    no_history: bool,
     /// This instance's id in the consumer group (overrides kafka.streaming.instance-id).
     #[arg(long, requires = "kafka")]
     instance_id: Option<String>,
@@ -91,6 +100,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     if args.kafka {
         return run_kafka(args, engine.rules_arc(), engine.config().clone());
     }
+    let history = if args.no_history {
+        None
+    } else {
+        let url = match super::history_url(args.history.clone(), args.config.as_deref()) {
+            Ok(url) => url,
+            Err(code) => return Ok(code),
+        };
+        Some(start_history(&url)?)
+    };
     let decoder = Decoder::with_max_line_bytes(args.max_line_bytes);
     let mut dead = create(&args.dead_letter)?;
     let mut late = create(&args.late)?;
@@ -105,30 +123,79 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         dead_letters: &mut dead,
         late: &mut late,
     };
+    let mut unstored = 0u64;
+    let mut observe = |output: &crate::engine::OutputEvent| {
+        if let Some((writer, _)) = &history {
+            if let Err(e) = writer.send(output) {
+                if unstored == 0 {
+                    eprintln!("warning: history: {e}");
+                }
+                unstored += 1;
+            }
+        }
+    };
     let summary = if args.input == "-" {
-        pipeline::run(
+        pipeline::run_observed(
             &mut engine,
             &decoder,
             io::stdin().lock(),
             args.max_line_bytes,
             "stdin",
             &mut sinks,
+            &mut observe,
         )
     } else {
         let file =
             File::open(&args.input).with_context(|| format!("cannot open {}", args.input))?;
-        pipeline::run(
+        pipeline::run_observed(
             &mut engine,
             &decoder,
             BufReader::new(file),
             args.max_line_bytes,
             &args.input,
             &mut sinks,
+            &mut observe,
         )
     }
     .context("while running")?;
     eprintln!("{summary}");
+    let Some((writer, url)) = history else {
+        return Ok(0);
+    };
+    let report = writer.close(HISTORY_DRAIN);
+    let unstored = unstored + report.unwritten;
+    if unstored > 0 {
+        eprintln!(
+            "error: history: {unstored} alerts and milestones were not stored in {url}{}",
+            report
+                .last_error
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default()
+        );
+        return Ok(super::EXIT_ERROR);
+    }
+    eprintln!("history: {} new in {url}", report.written);
     Ok(0)
+}
+
+/// How long the end of a run waits for the history to be written.
+const HISTORY_DRAIN: Duration = Duration::from_secs(30);
+
+/// Connects and migrates once before the run, so that a wrong URL or an unwritable file stops
+/// the run at once with a clear message instead of after all the input; then starts the
+/// writer. Returns the writer and the URL as it may be shown.
+fn start_history(url: &str) -> anyhow::Result<(HistoryWriter, String)> {
+    let shown = redact_url(url);
+    super::runtime()?
+        .block_on(async {
+            let store = HistoryStore::connect(url, super::DB_TIMEOUT).await?;
+            store.migrate().await?;
+            store.close().await;
+            Ok::<_, crate::history::HistoryError>(())
+        })
+        .with_context(|| format!("history {shown} (--no-history runs without it)"))?;
+    let writer = HistoryWriter::start(url, WriterOptions::default())?;
+    Ok((writer, shown))
 }
 
 fn run_kafka(args: RunArgs, rules: Arc<RuleSet>, engine: EngineConfig) -> anyhow::Result<u8> {

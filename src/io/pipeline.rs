@@ -44,6 +44,28 @@ pub fn run(
     source: &str,
     sinks: &mut Sinks<'_>,
 ) -> io::Result<Summary> {
+    run_observed(
+        engine,
+        decoder,
+        input,
+        max_line_bytes,
+        source,
+        sinks,
+        &mut |_| {},
+    )
+}
+
+/// [`run`], also handing each output to `observe` after it is written (the history writer in
+/// `vigil run`).
+pub fn run_observed(
+    engine: &mut Engine,
+    decoder: &Decoder,
+    input: impl BufRead,
+    max_line_bytes: usize,
+    source: &str,
+    sinks: &mut Sinks<'_>,
+    observe: &mut dyn FnMut(&OutputEvent),
+) -> io::Result<Summary> {
     let mut reader = LineReader::new(input, max_line_bytes);
     let mut summary = Summary::default();
     let mut outputs: Vec<OutputEvent> = Vec::new();
@@ -87,6 +109,7 @@ pub fn run(
             continue;
         }
         write_outputs(&outputs, &mut summary, sinks.outputs)?;
+        outputs.iter().for_each(&mut *observe);
     }
     sinks.outputs.flush()?;
     sinks.dead_letters.flush()?;
