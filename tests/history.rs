@@ -337,54 +337,6 @@ async fn list_filters_and_show_return_what_was_stored() {
 
 // ---------------------------------------------------------------- the outage
 
-/// The PostgreSQL that `scripts/services` started from this checkout, which the test may stop
-/// and start: its port, when it runs and is the one `url` points at.
-fn managed_postgres_port(url: &str) -> Option<u16> {
-    let out = Command::new(root().join("scripts/services"))
-        .arg("status")
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.starts_with("postgres"))?;
-    let port: u16 = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("127.0.0.1:"))?
-        .parse()
-        .ok()?;
-    url.contains(&format!(":{port}/")).then_some(port)
-}
-
-fn services(args: &[&str]) {
-    let out = Command::new(root().join("scripts/services"))
-        .args(args)
-        .output()
-        .expect("scripts/services runs");
-    assert!(
-        out.status.success(),
-        "scripts/services {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Starts PostgreSQL again however the test ends, so the other tests find it running.
-struct Restart(u16);
-
-impl Restart {
-    fn now(&self) {
-        services(&["up", "postgres", "--pg-port", &self.0.to_string()]);
-    }
-}
-
-impl Drop for Restart {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = Command::new(root().join("scripts/services"))
-                .args(["up", "postgres", "--pg-port", &self.0.to_string()])
-                .output();
-        }
-    }
-}
-
 /// Polls `done` until it holds; a generous limit only stops a broken run from hanging.
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let give_up = Instant::now() + Duration::from_secs(300);
@@ -399,7 +351,7 @@ fn the_writer_keeps_everything_through_a_postgres_outage() {
     let Some(base) = database::database_url() else {
         return;
     };
-    let Some(port) = managed_postgres_port(&base) else {
+    let Some(port) = database::managed_postgres_port(&base) else {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "CI=true but the PostgreSQL of VIGIL_DATABASE_URL was not started by \
@@ -434,8 +386,8 @@ fn the_writer_keeps_everything_through_a_postgres_outage() {
     });
     assert_eq!(writer.status().state, WriterState::Connected);
 
-    let restart = Restart(port);
-    services(&["down", "postgres"]);
+    let restart = database::Restart(port);
+    database::services(&["down", "postgres"]);
     for o in during {
         writer.send(o).expect("queued while the database is down");
     }

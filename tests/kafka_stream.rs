@@ -24,6 +24,8 @@ use serde_json::Value;
 use vigil::event::{Event, EventType};
 use vigil::simulate::{simulate, SimConfig};
 
+#[path = "common/database.rs"]
+mod database;
 #[path = "common/kafka.rs"]
 mod kafka_env;
 
@@ -757,4 +759,125 @@ fn a_broker_that_stops_answering_mid_run_loses_and_doubles_nothing() {
         "the outage went unnoticed:\n{log}"
     );
     assert_same(&f.outputs(), &want);
+}
+
+/// A fresh schema in `base`'s database, as the search path of the URL returned.
+fn fresh_schema(base: &str) -> String {
+    let schema = format!(
+        "kafka_history_{}_{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros())
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let admin = sqlx::PgPool::connect(base)
+            .await
+            .expect("PostgreSQL answers");
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&admin)
+            .await
+            .expect("create schema");
+        admin.close().await;
+    });
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// Every stored CloudEvent, parsed, sorted by id.
+fn stored_history(url: &str) -> Vec<Value> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store = vigil::history::HistoryStore::connect(url, Duration::from_secs(10))
+            .await
+            .expect("the history database answers");
+        let rows = store
+            .list(&vigil::history::ListFilter::default())
+            .await
+            .expect("list");
+        store.close().await;
+        let mut events: Vec<Value> = rows
+            .iter()
+            .map(|r| serde_json::from_str(&r.event).expect("a stored CloudEvent"))
+            .collect();
+        events.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        events
+    })
+}
+
+#[test]
+fn the_history_holds_exactly_the_committed_outputs_through_a_postgres_outage() {
+    let Some(brokers) = kafka_env::brokers() else {
+        return;
+    };
+    let Some(base) = database::database_url() else {
+        return;
+    };
+    let Some(port) = database::managed_postgres_port(&base) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but the PostgreSQL of VIGIL_DATABASE_URL was not started by \
+             scripts/services from this checkout: the outage test cannot stop it"
+        );
+        println!("skipped (outage): PostgreSQL is not managed by scripts/services here");
+        return;
+    };
+    let f = Fixture::new(brokers);
+    let url = fresh_schema(&base);
+    let events = events(6, 2);
+    let want = expected(&events);
+    assert!(
+        want.len() > 20,
+        "the input should raise outputs: {}",
+        want.len()
+    );
+    f.produce(&events);
+
+    // PostgreSQL is away when the run starts. The engine goes on: every output reaches the
+    // topics while the history cannot be written. Then PostgreSQL returns, and the history
+    // catches up before the run ends.
+    let restart = database::Restart(port);
+    database::services(&["down", "postgres"]);
+    let child = f.start("h", "3s", &["--history", &url]);
+    let give_up = Instant::now() + Duration::from_secs(120);
+    while !(f.log("h").contains("history: the database is unreachable")
+        && f.outputs().len() == want.len())
+    {
+        assert!(
+            Instant::now() < give_up,
+            "the outputs should reach the topics, and the history notice the outage, while \
+             PostgreSQL is down:\n{}",
+            f.log("h")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    restart.now();
+    f.wait(child, "h", Duration::from_secs(240));
+
+    let log = f.log("h");
+    let outputs = f.outputs();
+    assert_same(&outputs, &want);
+    assert!(
+        log.contains("history: the database is unreachable")
+            && log.contains("history: the database is back"),
+        "the run should have seen the outage and the recovery:\n{log}"
+    );
+    assert!(
+        log.contains(" new in ") && !log.contains("not stored"),
+        "the run should end with the history complete:\n{log}"
+    );
+    let stored = stored_history(&url);
+    assert_eq!(
+        stored.len(),
+        outputs.len(),
+        "one row per output in the topics\n{log}"
+    );
+    assert_eq!(stored, outputs, "the history holds the topics' CloudEvents");
 }

@@ -15,6 +15,7 @@ use crate::engine::{Engine, EngineConfig};
 use crate::event::{Decoder, DEFAULT_MAX_LINE_BYTES};
 use crate::history::{redact_url, HistoryStore, HistoryWriter, WriterOptions};
 use crate::io::pipeline::{self, Sinks};
+use crate::kafka::history_sink::HistorySink;
 use crate::kafka::stream::{self, StreamOptions};
 use crate::rules::duration::parse_duration;
 use crate::rules::{load_rules, RuleSet};
@@ -56,10 +57,10 @@ pub struct RunArgs {
     config: Option<PathBuf>,
     /// Store alerts and milestones in this history database (default: VIGIL_DATABASE_URL,
     /// else history.url of vigil.toml, else sqlite:vigil-history.db).
-    #[arg(long, value_name = "URL", conflicts_with_all = ["kafka", "no_history"])]
+    #[arg(long, value_name = "URL", conflicts_with = "no_history")]
     history: Option<String>,
     /// Do not store alerts and milestones in the history database.
-    #[arg(long, conflicts_with = "kafka")]
+    #[arg(long)]
     no_history: bool,
     /// This instance's id in the consumer group (overrides kafka.streaming.instance-id).
     #[arg(long, requires = "kafka")]
@@ -228,7 +229,37 @@ fn run_kafka(args: RunArgs, rules: Arc<RuleSet>, engine: EngineConfig) -> anyhow
         exit_when_idle,
         stop,
     };
-    let summary = stream::run(&config.kafka, &options)?;
-    eprintln!("{summary}");
+    // The history reads what the transactions committed to the output topics; a database
+    // that is away only delays it (see `kafka::history_sink`).
+    let history = if args.no_history {
+        None
+    } else {
+        let url = match super::history_url(args.history.clone(), args.config.as_deref()) {
+            Ok(url) => url,
+            Err(code) => return Ok(code),
+        };
+        let sink = HistorySink::start(&config.kafka, &url)
+            .with_context(|| format!("history {}", redact_url(&url)))?;
+        Some((sink, redact_url(&url)))
+    };
+    let summary = stream::run(&config.kafka, &options);
+    if let Some((sink, url)) = history {
+        match sink.stop(HISTORY_DRAIN) {
+            Ok(report) if report.unstored == 0 => {
+                eprintln!("history: {} new in {url}", report.written);
+            }
+            Ok(report) => eprintln!(
+                "warning: history: {} alerts and milestones not stored in {url} yet; the next \
+                 run stores them{}",
+                report.unstored,
+                report
+                    .last_error
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default()
+            ),
+            Err(e) => eprintln!("warning: history: {e:#}"),
+        }
+    }
+    eprintln!("{}", summary?);
     Ok(0)
 }

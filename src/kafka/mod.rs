@@ -7,6 +7,7 @@
 //! ([`runtime`]).
 
 mod commit;
+pub mod history_sink;
 pub mod stream;
 pub mod topics;
 

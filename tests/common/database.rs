@@ -1,4 +1,13 @@
-//! The PostgreSQL the history tests talk to.
+//! The PostgreSQL the history tests talk to, and stopping and starting it for the outage
+//! tests.
+
+#![allow(dead_code)] // each test binary uses part of it
+
+use std::process::Command;
+
+fn services_script() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/services")
+}
 
 /// `VIGIL_DATABASE_URL`, or `None` (after saying so) when the caller must skip. With `CI=true`
 /// a missing database is a failure, never a skip.
@@ -16,6 +25,54 @@ pub fn database_url() -> Option<String> {
                  and `set -a; source .services.env; set +a`)"
             );
             None
+        }
+    }
+}
+
+/// The PostgreSQL that `scripts/services` started from this checkout, which the test may stop
+/// and start: its port, when it runs and is the one `url` points at.
+pub fn managed_postgres_port(url: &str) -> Option<u16> {
+    let out = Command::new(services_script())
+        .arg("status")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("postgres"))?;
+    let port: u16 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("127.0.0.1:"))?
+        .parse()
+        .ok()?;
+    url.contains(&format!(":{port}/")).then_some(port)
+}
+
+pub fn services(args: &[&str]) {
+    let out = Command::new(services_script())
+        .args(args)
+        .output()
+        .expect("scripts/services runs");
+    assert!(
+        out.status.success(),
+        "scripts/services {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts PostgreSQL again however the test ends, so the other tests find it running.
+pub struct Restart(pub u16);
+
+impl Restart {
+    pub fn now(&self) {
+        services(&["up", "postgres", "--pg-port", &self.0.to_string()]);
+    }
+}
+
+impl Drop for Restart {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new(services_script())
+                .args(["up", "postgres", "--pg-port", &self.0.to_string()])
+                .output();
         }
     }
 }
