@@ -244,7 +244,10 @@ fn run_kafka(args: RunArgs, rules: Arc<RuleSet>, engine: EngineConfig) -> anyhow
     };
     let summary = stream::run(&config.kafka, &options);
     if let Some((sink, url)) = history {
-        match sink.stop(HISTORY_DRAIN) {
+        // A run that ended because its input did (--exit-when-idle) leaves a complete history;
+        // a signalled one stops promptly, and the next run stores the rest.
+        let read_to_end = !options.stop.load(std::sync::atomic::Ordering::Relaxed);
+        match sink.stop(HISTORY_DRAIN, read_to_end) {
             Ok(report) if report.unstored == 0 => {
                 eprintln!("history: {} new in {url}", report.written);
             }

@@ -49,8 +49,9 @@ pub struct SinkReport {
 
 /// The running sink.
 pub struct HistorySink {
-    /// Set to stop, with how long to wait for the database first.
-    stop: Arc<Mutex<Option<Duration>>>,
+    /// Set to stop: how long to wait for the database first, and whether to read to the end
+    /// of the topics before stopping.
+    stop: Arc<Mutex<Option<Stop>>>,
     thread: Option<JoinHandle<anyhow::Result<SinkReport>>>,
     writer_status: Arc<Mutex<Option<WriterStatus>>>,
 }
@@ -97,13 +98,14 @@ impl HistorySink {
         self.writer_status.lock().ok().and_then(|s| s.clone())
     }
 
-    /// Reads what the topics hold now, stores it (waiting at most `drain`), commits what was
-    /// stored, and stops.
-    pub fn stop(mut self, drain: Duration) -> anyhow::Result<SinkReport> {
+    /// Stores what was read, and with `read_to_end` first reads on to the end of the topics
+    /// (a run that ended because its input did: its history should be complete), waiting at
+    /// most `drain`; commits what was stored, and stops. What is left is read by the next run.
+    pub fn stop(mut self, drain: Duration, read_to_end: bool) -> anyhow::Result<SinkReport> {
         *self
             .stop
             .lock()
-            .map_err(|_| anyhow!("stop flag poisoned"))? = Some(drain);
+            .map_err(|_| anyhow!("stop flag poisoned"))? = Some(Stop { drain, read_to_end });
         match self.thread.take() {
             Some(thread) => thread
                 .join()
@@ -116,12 +118,21 @@ impl HistorySink {
 impl Drop for HistorySink {
     fn drop(&mut self) {
         if let Ok(mut stop) = self.stop.lock() {
-            stop.get_or_insert(Duration::ZERO);
+            stop.get_or_insert(Stop {
+                drain: Duration::ZERO,
+                read_to_end: false,
+            });
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
+}
+
+#[derive(Clone, Copy)]
+struct Stop {
+    drain: Duration,
+    read_to_end: bool,
 }
 
 /// Offsets to commit once the rows read before them are stored.
@@ -134,7 +145,7 @@ struct Checkpoint {
 fn sink_loop(
     consumer: &BaseConsumer,
     writer: HistoryWriter,
-    stop: &Mutex<Option<Duration>>,
+    stop: &Mutex<Option<Stop>>,
     status_out: &Mutex<Option<WriterStatus>>,
 ) -> SinkReport {
     let mut report = SinkReport::default();
@@ -172,12 +183,22 @@ fn sink_loop(
         if let Some(checkpoint) = ready {
             commit(consumer, &checkpoint.offsets, &mut report);
         }
-        if let Some(drain) = stop.lock().map(|s| *s).unwrap_or(Some(Duration::ZERO)) {
-            // Stopping: read on to the end of the topics (what the run committed), store it,
+        let stopping = stop.lock().map(|s| *s).unwrap_or(Some(Stop {
+            drain: Duration::ZERO,
+            read_to_end: false,
+        }));
+        if let Some(Stop { drain, read_to_end }) = stopping {
+            // Store what was read (and, asked to, read on to the end of the topics first),
             // then stop; or stop at the deadline, leaving the rest to the next run.
             let since = *stopping_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= drain || (checkpoints.is_empty() && caught_up(consumer)) {
+            if since.elapsed() >= drain
+                || (checkpoints.is_empty() && (!read_to_end || caught_up(consumer)))
+            {
                 break;
+            }
+            if !read_to_end {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
             }
         }
         if status.queued >= MAX_QUEUED {
