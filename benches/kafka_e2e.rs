@@ -942,7 +942,9 @@ impl Vigil {
         let log = broker.log_path(name);
         let file = std::fs::File::create(&log).expect("log file");
         let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
-        c.args(["run", "--kafka", "--config"])
+        // Without the history sink: it is a consumer of the outputs beside the engine, and the
+        // figures here are the engine's path from input to committed outputs.
+        c.args(["run", "--kafka", "--no-history", "--config"])
             .arg(&prefix.config)
             .args(["--instance-id", name]);
         for r in rules {
