@@ -103,18 +103,9 @@ impl TestDb {
             N.fetch_add(1, Ordering::Relaxed),
             Utc::now().timestamp_micros()
         );
-        let admin = sqlx::PgPool::connect(base)
-            .await
-            .expect("PostgreSQL answers");
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&admin)
-            .await
-            .expect("create schema");
-        admin.close().await;
-        let sep = if base.contains('?') { '&' } else { '?' };
         TestDb {
             name: "PostgreSQL",
-            url: format!("{base}{sep}options=-c%20search_path%3D{schema}"),
+            url: database::create_schema(base, &schema).await,
             _dir: None,
             schema: Some((base.to_string(), schema)),
         }
@@ -351,13 +342,7 @@ fn the_writer_keeps_everything_through_a_postgres_outage() {
     let Some(base) = database::database_url() else {
         return;
     };
-    let Some(port) = database::managed_postgres_port(&base) else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but the PostgreSQL of VIGIL_DATABASE_URL was not started by \
-             scripts/services from this checkout: the outage test cannot stop it"
-        );
-        println!("skipped (outage): PostgreSQL is not managed by scripts/services here");
+    let Some(port) = database::outage_port(&base) else {
         return;
     };
     let _exclusive = POSTGRES.blocking_write();

@@ -101,14 +101,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     if args.kafka {
         return run_kafka(args, engine.rules_arc(), engine.config().clone());
     }
-    let history = if args.no_history {
-        None
-    } else {
-        let url = match super::history_url(args.history.clone(), args.config.as_deref()) {
-            Ok(url) => url,
-            Err(code) => return Ok(code),
-        };
-        Some(start_history(&url)?)
+    let history = match history_url(&args) {
+        Ok(url) => url.map(|url| start_history(&url)).transpose()?,
+        Err(code) => return Ok(code),
     };
     let decoder = Decoder::with_max_line_bytes(args.max_line_bytes);
     let mut dead = create(&args.dead_letter)?;
@@ -179,6 +174,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// The history database this run writes to, `None` with `--no-history`; `Err` is the exit
+/// code of an invalid `vigil.toml` (already reported).
+fn history_url(args: &RunArgs) -> Result<Option<String>, u8> {
+    if args.no_history {
+        return Ok(None);
+    }
+    super::history_url(args.history.clone(), args.config.as_deref()).map(Some)
+}
+
 /// How long the end of a run waits for the history to be written.
 const HISTORY_DRAIN: Duration = Duration::from_secs(30);
 
@@ -207,7 +211,7 @@ fn run_kafka(args: RunArgs, rules: Arc<RuleSet>, engine: EngineConfig) -> anyhow
             return Ok(super::EXIT_ERROR);
         }
     };
-    if let Some(id) = args.instance_id {
+    if let Some(id) = args.instance_id.clone() {
         config.kafka.streaming.instance_id = Some(id);
     }
     let exit_when_idle = args
@@ -231,16 +235,15 @@ fn run_kafka(args: RunArgs, rules: Arc<RuleSet>, engine: EngineConfig) -> anyhow
     };
     // The history reads what the transactions committed to the output topics; a database
     // that is away only delays it (see `kafka::history_sink`).
-    let history = if args.no_history {
-        None
-    } else {
-        let url = match super::history_url(args.history.clone(), args.config.as_deref()) {
-            Ok(url) => url,
-            Err(code) => return Ok(code),
-        };
-        let sink = HistorySink::start(&config.kafka, &url)
-            .with_context(|| format!("history {}", redact_url(&url)))?;
-        Some((sink, redact_url(&url)))
+    let history = match history_url(&args) {
+        Ok(Some(url)) => {
+            let shown = redact_url(&url);
+            let sink = HistorySink::start(&config.kafka, &url)
+                .with_context(|| format!("history {shown}"))?;
+            Some((sink, shown))
+        }
+        Ok(None) => None,
+        Err(code) => return Ok(code),
     };
     let summary = stream::run(&config.kafka, &options);
     if let Some((sink, url)) = history {

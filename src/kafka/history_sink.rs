@@ -268,13 +268,6 @@ fn caught_up(consumer: &BaseConsumer) -> bool {
     if assignment.count() == 0 {
         return false; // not in the group yet
     }
-    let offset_in = |list: &TopicPartitionList, topic: &str, partition: i32| match list
-        .find_partition(topic, partition)?
-        .offset()
-    {
-        Offset::Offset(at) => Some(at),
-        _ => None,
-    };
     let positions = consumer.position().ok();
     let committed = consumer.committed(timeout).ok();
     assignment.elements().iter().all(|e| {
@@ -283,11 +276,11 @@ fn caught_up(consumer: &BaseConsumer) -> bool {
         };
         let at = positions
             .as_ref()
-            .and_then(|p| offset_in(p, e.topic(), e.partition()))
+            .and_then(|p| super::offset_in(p, e.topic(), e.partition()))
             .or_else(|| {
                 committed
                     .as_ref()
-                    .and_then(|c| offset_in(c, e.topic(), e.partition()))
+                    .and_then(|c| super::offset_in(c, e.topic(), e.partition()))
             })
             .unwrap_or(0);
         at >= high

@@ -22,6 +22,14 @@ use rdkafka::ClientConfig;
 
 use crate::config::KafkaConfig;
 
+/// The offset `list` holds for `topic`'s `partition`, when it holds a real one.
+fn offset_in(list: &rdkafka::TopicPartitionList, topic: &str, partition: i32) -> Option<i64> {
+    match list.find_partition(topic, partition)?.offset() {
+        rdkafka::Offset::Offset(at) => Some(at),
+        _ => None,
+    }
+}
+
 /// librdkafka settings for `config`: Vigil's own, then the `[kafka.librdkafka]` passthrough.
 pub fn client_config(config: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();

@@ -536,10 +536,8 @@ impl<'a> Session<'a> {
                 .iter()
                 .map(|name| high_watermark(&self.consumer, name, partition))
                 .collect();
-            let mut high = |i: usize| highs.get(i).copied().flatten();
             while let Some(task) = self.tasks.get_mut(&partition) {
-                let Some(input) =
-                    next_input(task, &mut high, self.config.streaming.max_task_idle_ms)
+                let Some(input) = next_input(task, &highs, self.config.streaming.max_task_idle_ms)
                 else {
                     break;
                 };
@@ -766,11 +764,7 @@ fn decode(decoder: &Decoder, message: &OwnedMessage, max_bytes: usize) -> Result
 
 /// The input whose head record the task processes next, by (event time, input order); `None`
 /// when the task must wait for a partition that may still deliver an earlier record.
-fn next_input(
-    task: &mut Task,
-    high_watermark: &mut dyn FnMut(usize) -> Option<i64>,
-    max_idle_ms: i64,
-) -> Option<usize> {
+fn next_input(task: &mut Task, highs: &[Option<i64>], max_idle_ms: i64) -> Option<usize> {
     let mut best: Option<(i64, usize)> = None;
     let mut blocked = false;
     // Until librdkafka has heard of a partition's end, it may hold anything: wait longer.
@@ -782,7 +776,7 @@ fn next_input(
                     best = Some((head.merge_time, i));
                 }
             }
-            None => match at_end(input.received_to, high_watermark(i)) {
+            None => match at_end(input.received_to, highs.get(i).copied().flatten()) {
                 Some(done) => blocked |= !done,
                 None => {
                     unknown = true;
@@ -822,14 +816,7 @@ fn at_end(received_to: Option<i64>, high: Option<i64>) -> Option<bool> {
 /// The consumer's position in `topic`'s `partition`: the offset after the last record (or
 /// transaction marker) it has read; 0 before any.
 fn position(reader: &BaseConsumer, topic: &str, partition: i32) -> Result<i64, KafkaError> {
-    let positions = reader.position()?;
-    Ok(positions
-        .find_partition(topic, partition)
-        .and_then(|e| match e.offset() {
-            Offset::Offset(at) => Some(at),
-            _ => None,
-        })
-        .unwrap_or(0))
+    Ok(super::offset_in(&reader.position()?, topic, partition).unwrap_or(0))
 }
 
 /// The high watermark librdkafka last saw for a partition (the last stable offset, for a

@@ -76,3 +76,33 @@ impl Drop for Restart {
         }
     }
 }
+
+/// Creates `schema` in `base`'s database and returns `base` with it as the search path, so
+/// that a test (and its migrations table) meets no other.
+pub async fn create_schema(base: &str, schema: &str) -> String {
+    let admin = sqlx::PgPool::connect(base)
+        .await
+        .expect("PostgreSQL answers");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .expect("create schema");
+    admin.close().await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// The port of the PostgreSQL an outage test may stop, or `None` (after saying so) when the
+/// test must skip. With `CI=true` a PostgreSQL this checkout cannot stop is a failure.
+pub fn outage_port(base: &str) -> Option<u16> {
+    let port = managed_postgres_port(base);
+    if port.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but the PostgreSQL of VIGIL_DATABASE_URL was not started by \
+             scripts/services from this checkout: the outage test cannot stop it"
+        );
+        println!("skipped (outage): PostgreSQL is not managed by scripts/services here");
+    }
+    port
+}
