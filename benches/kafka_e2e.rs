@@ -87,14 +87,15 @@ fn commit_interval() -> Duration {
 }
 /// How often the committed offsets are polled.
 const POLL_EVERY: Duration = Duration::from_millis(50);
-/// The seven topic tables of `vigil.toml`, and the names they get (after the prefix).
-const TOPIC_TABLES: [(&str, &str); 7] = [
+/// The topic tables of `vigil.toml`, and the names they get (after the prefix).
+const TOPIC_TABLES: [(&str, &str); 8] = [
     ("health-events", "health-events"),
     ("biometric-updates", "biometric-updates"),
     ("alerts", "alerts"),
     ("milestones", "milestones"),
     ("dead-letter", "dead-letter"),
     ("late-events", "late-events"),
+    ("silenced", "alerts-silenced"),
     ("state", "vigil-state"),
 ];
 const INPUTS: [&str; 2] = ["health-events", "biometric-updates"];
@@ -1422,7 +1423,7 @@ fn thousands(n: i64) -> String {
     let s = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(' ');
         }
         out.push(c);

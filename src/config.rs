@@ -35,6 +35,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("VIGIL_KAFKA_TOPIC_PREFIX", "kafka.topic-prefix"),
     ("VIGIL_INSTANCE_ID", "kafka.streaming.instance-id"),
     ("VIGIL_DATABASE_URL", "history.url"),
+    ("VIGIL_REDIS_URL", "redis.url"),
+    ("VIGIL_HTTP_LISTEN", "http.listen"),
 ];
 
 /// The whole configuration, all layers applied.
@@ -43,6 +45,38 @@ pub const ENV_VARS: &[(&str, &str)] = &[
 pub struct Config {
     pub kafka: KafkaConfig,
     pub history: HistoryConfig,
+    pub redis: RedisConfig,
+    pub http: HttpConfig,
+}
+
+/// The state several instances share and downstream services read: per-user status, silences,
+/// cooldown and dedup keys.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]` (or `rediss://` for TLS). `None`: the
+    /// embedded default, where this state lives in the process and silences in the history
+    /// database.
+    pub url: Option<String>,
+    /// Put before every key Vigil writes, so that several deployments can share one Redis.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: None,
+            key_prefix: "vigil:".to_string(),
+        }
+    }
+}
+
+/// The HTTP listener of `vigil run`: `/metrics`, `/healthz`, `/readyz`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct HttpConfig {
+    /// `host:port` to listen on; `None`: no listener.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Where alerts and milestones are stored (see [`crate::history`]).
@@ -117,7 +151,7 @@ impl Default for StreamingConfig {
     }
 }
 
-/// The six topics Vigil reads and writes.
+/// The topics Vigil reads and writes.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Topics {
@@ -127,6 +161,8 @@ pub struct Topics {
     pub milestones: TopicConfig,
     pub dead_letter: TopicConfig,
     pub late_events: TopicConfig,
+    /// Alerts that matched a silence: computed and stored in the history, kept off `alerts`.
+    pub silenced: TopicConfig,
     /// The compacted changelog of the engine's state, one partition per input partition.
     pub state: TopicConfig,
 }
@@ -211,6 +247,7 @@ impl Default for Topics {
             milestones: TopicConfig::new("milestones", 30),
             dead_letter: TopicConfig::new("dead-letter", 14),
             late_events: TopicConfig::new("late-events", 14),
+            silenced: TopicConfig::new("alerts-silenced", 3),
             state: TopicConfig {
                 retention_ms: -1,
                 cleanup_policy: CleanupPolicy::Compact,
@@ -222,7 +259,7 @@ impl Default for Topics {
 
 impl Topics {
     /// Every topic with its key in the file (`health-events`, …), in a fixed order.
-    pub fn all(&self) -> [(&'static str, &TopicConfig); 7] {
+    pub fn all(&self) -> [(&'static str, &TopicConfig); 8] {
         [
             ("health-events", &self.health_events),
             ("biometric-updates", &self.biometric_updates),
@@ -230,11 +267,12 @@ impl Topics {
             ("milestones", &self.milestones),
             ("dead-letter", &self.dead_letter),
             ("late-events", &self.late_events),
+            ("silenced", &self.silenced),
             ("state", &self.state),
         ]
     }
 
-    fn all_mut(&mut self) -> [(&'static str, &mut TopicConfig); 7] {
+    fn all_mut(&mut self) -> [(&'static str, &mut TopicConfig); 8] {
         [
             ("health-events", &mut self.health_events),
             ("biometric-updates", &mut self.biometric_updates),
@@ -242,6 +280,7 @@ impl Topics {
             ("milestones", &mut self.milestones),
             ("dead-letter", &mut self.dead_letter),
             ("late-events", &mut self.late_events),
+            ("silenced", &mut self.silenced),
             ("state", &mut self.state),
         ]
     }
@@ -282,6 +321,21 @@ impl KafkaConfig {
 struct FileLayer {
     kafka: Option<KafkaLayer>,
     history: Option<HistoryLayer>,
+    redis: Option<RedisLayer>,
+    http: Option<HttpLayer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RedisLayer {
+    url: Option<Spanned<String>>,
+    key_prefix: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct HttpLayer {
+    listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -321,6 +375,7 @@ struct TopicsLayer {
     milestones: Option<TopicLayer>,
     dead_letter: Option<TopicLayer>,
     late_events: Option<TopicLayer>,
+    silenced: Option<TopicLayer>,
     state: Option<TopicLayer>,
 }
 
@@ -450,6 +505,29 @@ impl Config {
                 ),
             }
         }
+        if let Some(redis) = layer.redis {
+            if let Some(url) = redis.url {
+                match check_redis_url(url.get_ref()) {
+                    Ok(()) => self.redis.url = Some(url.into_inner()),
+                    Err(why) => problems.push(
+                        Diagnostic::new(file, url.span(), format!("redis.url {why}"))
+                            .help("write \"redis://host:6379\" or \"rediss://host:6380/0\""),
+                    ),
+                }
+            }
+            if let Some(prefix) = redis.key_prefix {
+                self.redis.key_prefix = prefix;
+            }
+        }
+        if let Some(listen) = layer.http.and_then(|h| h.listen) {
+            match listen.get_ref().parse() {
+                Ok(address) => self.http.listen = Some(address),
+                Err(_) => problems.push(
+                    Diagnostic::new(file, listen.span(), "http.listen is not host:port")
+                        .help("write an IP address and a port, e.g. \"127.0.0.1:9464\""),
+                ),
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -513,6 +591,27 @@ impl Config {
                 });
             }
             self.history.url = value.to_string();
+        }
+        if let Some(value) = get("VIGIL_REDIS_URL") {
+            let value = value.trim();
+            if let Err(why) = check_redis_url(value) {
+                return Err(ConfigError::Env {
+                    var: "VIGIL_REDIS_URL",
+                    message: why.to_string(),
+                });
+            }
+            self.redis.url = Some(value.to_string());
+        }
+        if let Some(value) = get("VIGIL_HTTP_LISTEN") {
+            match value.trim().parse() {
+                Ok(address) => self.http.listen = Some(address),
+                Err(_) => {
+                    return Err(ConfigError::Env {
+                        var: "VIGIL_HTTP_LISTEN",
+                        message: "not host:port; write e.g. 127.0.0.1:9464".to_string(),
+                    })
+                }
+            }
         }
         Ok(())
     }
@@ -603,6 +702,7 @@ impl KafkaConfig {
                 topics.milestones,
                 topics.dead_letter,
                 topics.late_events,
+                topics.silenced,
                 topics.state,
             ];
             for ((key, topic), layer) in self.topics.all_mut().into_iter().zip(layers) {
@@ -730,6 +830,20 @@ fn duration_setting(
         .ok()
 }
 
+/// A Redis URL the `redis` crate will accept: scheme and host, checked without connecting.
+fn check_redis_url(url: &str) -> Result<(), &'static str> {
+    if !(url.starts_with("redis://")
+        || url.starts_with("rediss://")
+        || url.starts_with("redis+unix://")
+        || url.starts_with("unix://"))
+    {
+        return Err("has an unknown scheme (redis://, rediss://, redis+unix:// or unix://)");
+    }
+    redis::parse_redis_url(url)
+        .map(|_| ())
+        .ok_or("is not a valid URL")
+}
+
 fn check_topic_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {
         return Err("is empty");
@@ -808,6 +922,43 @@ mod tests {
         let mut expected = Config::default();
         expected.kafka.librdkafka = c.kafka.librdkafka.clone();
         assert_eq!(c, expected);
+    }
+
+    #[test]
+    fn redis_and_http_from_file_and_environment() {
+        let c = from_file(
+            "[redis]\nurl = \"redis://127.0.0.1:6380/2\"\nkey-prefix = \"staging:\"\n\
+             [http]\nlisten = \"127.0.0.1:9464\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.redis.url.as_deref(), Some("redis://127.0.0.1:6380/2"));
+        assert_eq!(c.redis.key_prefix, "staging:");
+        assert_eq!(c.http.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        let mut c = Config::default();
+        assert_eq!(c.redis.url, None);
+        assert_eq!(c.http.listen, None);
+        c.apply_env(env(&[
+            ("VIGIL_REDIS_URL", "redis://cache:6379"),
+            ("VIGIL_HTTP_LISTEN", "0.0.0.0:9000"),
+        ]))
+        .unwrap();
+        assert_eq!(c.redis.url.as_deref(), Some("redis://cache:6379"));
+        assert_eq!(c.http.listen, Some("0.0.0.0:9000".parse().unwrap()));
+        let bad = Config::default().apply_env(env(&[("VIGIL_REDIS_URL", "http://cache")]));
+        assert!(bad.unwrap_err().to_string().contains("VIGIL_REDIS_URL"));
+        let bad = Config::default().apply_env(env(&[("VIGIL_HTTP_LISTEN", "localhost")]));
+        assert!(bad.unwrap_err().to_string().contains("VIGIL_HTTP_LISTEN"));
+    }
+
+    #[test]
+    fn bad_redis_and_http_values_are_reported_with_their_place() {
+        let err = from_file("[redis]\nurl = \"mysql://x\"\n[http]\nlisten = \"nowhere\"\n")
+            .unwrap_err()
+            .render(false);
+        assert!(err.contains("redis.url has an unknown scheme"), "{err}");
+        assert!(err.contains(":2:7"), "{err}");
+        assert!(err.contains("http.listen is not host:port"), "{err}");
+        assert!(err.contains(":4:10"), "{err}");
     }
 
     #[test]

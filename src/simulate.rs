@@ -643,7 +643,7 @@ impl HrBlock {
         }
         let s = self.next_second;
         self.next_second += 1;
-        if (s - 1) % 60 == 0 {
+        if (s - 1).is_multiple_of(60) {
             self.start_minute((s - 1) / 60, rng);
         }
         let (target, pull) = match self.activity {
@@ -657,7 +657,7 @@ impl HrBlock {
         if self.activity == Activity::HighAtRest {
             bpm = bpm.max(121.0);
         }
-        if s % 60 == 0 {
+        if s.is_multiple_of(60) {
             self.step_due = true;
         }
         let data = EventData::HeartRate(HeartRateData { heart_rate: bpm });

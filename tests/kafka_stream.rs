@@ -32,13 +32,14 @@ mod kafka_env;
 const PARTITIONS: i32 = 3;
 
 /// Vigil's topics: their table in `vigil.toml`, and their default name.
-const TOPICS: [(&str, &str); 7] = [
+const TOPICS: [(&str, &str); 8] = [
     ("health-events", "health-events"),
     ("biometric-updates", "biometric-updates"),
     ("alerts", "alerts"),
     ("milestones", "milestones"),
     ("dead-letter", "dead-letter"),
     ("late-events", "late-events"),
+    ("silenced", "alerts-silenced"),
     ("state", "vigil-state"),
 ];
 

@@ -19,13 +19,14 @@ use serde_json::Value;
 mod kafka_env;
 
 const DAY_MS: i64 = 86_400_000;
-const TOPICS: [&str; 7] = [
+const TOPICS: [&str; 8] = [
     "health-events",
     "biometric-updates",
     "alerts",
     "milestones",
     "dead-letter",
     "late-events",
+    "alerts-silenced",
     "vigil-state",
 ];
 
