@@ -188,7 +188,7 @@ fn apply_creates_all_seven_topics_and_a_second_apply_changes_nothing() {
     let out = f.vigil(&config, &["apply"]);
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
-    assert_eq!(text.lines().count(), 7, "{text}");
+    assert_eq!(text.lines().count(), TOPICS.len(), "{text}");
     for topic in TOPICS {
         assert!(
             text.contains(&format!("created {}:", f.name(topic))),
@@ -203,6 +203,7 @@ fn apply_creates_all_seven_topics_and_a_second_apply_changes_nothing() {
         ("milestones", 6, 30),
         ("dead-letter", 6, 14),
         ("late-events", 6, 14),
+        ("alerts-silenced", 6, 3),
         ("vigil-state", 6, -1),
     ];
     for (topic, partitions, days) in expected {
@@ -318,9 +319,13 @@ fn show_json_reflects_the_broker_and_marks_a_change_made_behind_vigils_back() {
     let doc: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(doc["in_line"], true);
     let topics = doc["topics"].as_array().expect("topics");
-    assert_eq!(topics.len(), 7);
+    assert_eq!(topics.len(), TOPICS.len());
     for (t, name) in topics.iter().zip(TOPICS) {
-        let key = if name == "vigil-state" { "state" } else { name };
+        let key = match name {
+            "vigil-state" => "state",
+            "alerts-silenced" => "silenced",
+            _ => name,
+        };
         assert_eq!(t["key"], key);
         assert_eq!(t["name"], f.name(name));
         assert_eq!(t["actual"]["partitions"], 6);
