@@ -35,5 +35,6 @@ pub mod io;
 pub mod kafka;
 pub mod rules;
 pub mod schema;
+pub mod shared;
 pub mod simulate;
 pub mod testing;

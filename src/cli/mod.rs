@@ -4,7 +4,7 @@
 //! `vigil.toml`, an unreachable broker or database); 2 bad usage; 3 invalid rules (`check`, and
 //! any command that loads rules); 4 failing rule tests; 5 Kafka topics that differ from the
 //! configuration (`topics show`), or history migrations not current (`migrate --check`); 6 no
-//! such alert or milestone (`alerts show`).
+//! such alert or milestone (`alerts show`), or no such silence (`silence remove`).
 
 mod alerts;
 mod check;
@@ -12,6 +12,7 @@ mod import;
 mod migrate;
 mod run;
 mod schema;
+mod silence;
 mod simulate;
 mod test;
 mod topics;
@@ -59,6 +60,8 @@ enum Command {
     Alerts(alerts::AlertsArgs),
     /// Apply the history database's migrations (`vigil run` also does, at start).
     Migrate(migrate::MigrateArgs),
+    /// Silence a user's alerts for a while (`add`), list the silences, or end one (`remove`).
+    Silence(silence::SilenceArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -73,6 +76,7 @@ pub fn main() -> ExitCode {
         Command::Topics(args) => topics::run(args),
         Command::Alerts(args) => alerts::run(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::Silence(args) => silence::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -11,14 +11,18 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::config::Config;
+use crate::engine::OutputEvent;
 use crate::engine::{Engine, EngineConfig};
 use crate::event::{Decoder, DEFAULT_MAX_LINE_BYTES};
-use crate::history::{redact_url, HistoryStore, HistoryWriter, WriterOptions};
-use crate::io::pipeline::{self, Sinks};
+use crate::history::{redact_url, HistoryRow, HistoryStore, HistoryWriter, WriterOptions};
+use crate::io::pipeline::{self, RunHooks, Sinks};
 use crate::kafka::history_sink::HistorySink;
 use crate::kafka::stream::{self, StreamOptions};
 use crate::rules::duration::parse_duration;
 use crate::rules::{load_rules, RuleSet};
+use crate::shared::buffer::{covering, StatusBuffer};
+use crate::shared::silence::SilenceSet;
+use crate::shared::{SharedOptions, SharedState};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -101,10 +105,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     if args.kafka {
         return run_kafka(args, engine.rules_arc(), engine.config().clone());
     }
-    let history = match history_url(&args) {
-        Ok(url) => url.map(|url| start_history(&url)).transpose()?,
+    let history_url = match history_url(&args) {
+        Ok(url) => url,
         Err(code) => return Ok(code),
     };
+    let history = history_url.as_deref().map(start_history).transpose()?;
     let decoder = Decoder::with_max_line_bytes(args.max_line_bytes);
     let mut dead = create(&args.dead_letter)?;
     let mut late = create(&args.late)?;
@@ -119,42 +124,54 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         dead_letters: &mut dead,
         late: &mut late,
     };
-    let mut unstored = 0u64;
-    let mut observe = |output: &crate::engine::OutputEvent| {
-        if let Some((writer, _)) = &history {
-            if let Err(e) = writer.send(output) {
-                if unstored == 0 {
-                    eprintln!("warning: history: {e}");
-                }
-                unstored += 1;
-            }
-        }
+    let shared = start_shared(&args, history_url.as_deref())?;
+    let mut hooks = EmbeddedHooks {
+        history: history.as_ref().map(|(writer, _)| writer),
+        unstored: 0,
+        silences: shared.silences(),
+        buffer: StatusBuffer::new(engine.rules()),
+        shared: &shared,
     };
     let summary = if args.input == "-" {
-        pipeline::run_observed(
+        pipeline::run_with(
             &mut engine,
             &decoder,
             io::stdin().lock(),
             args.max_line_bytes,
             "stdin",
             &mut sinks,
-            &mut observe,
+            &mut hooks,
         )
     } else {
         let file =
             File::open(&args.input).with_context(|| format!("cannot open {}", args.input))?;
-        pipeline::run_observed(
+        pipeline::run_with(
             &mut engine,
             &decoder,
             BufReader::new(file),
             args.max_line_bytes,
             &args.input,
             &mut sinks,
-            &mut observe,
+            &mut hooks,
         )
     }
     .context("while running")?;
     eprintln!("{summary}");
+    hooks.hand_over();
+    let unstored = hooks.unstored;
+    let status = shared.close(SHARED_DRAIN);
+    if status.queued_outputs + status.queued_users > 0 {
+        eprintln!(
+            "warning: shared state ({}): {} outputs and {} users' last event times not written{}",
+            status.backend,
+            status.queued_outputs,
+            status.queued_users,
+            status
+                .last_error
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default()
+        );
+    }
     let Some((writer, url)) = history else {
         return Ok(0);
     };
@@ -182,6 +199,75 @@ fn history_url(args: &RunArgs) -> Result<Option<String>, u8> {
     }
     super::history_url(args.history.clone(), args.config.as_deref()).map(Some)
 }
+
+/// The embedded run's hooks: history rows (marked when silenced), silences, shared status.
+struct EmbeddedHooks<'a> {
+    history: Option<&'a HistoryWriter>,
+    unstored: u64,
+    silences: Arc<SilenceSet>,
+    buffer: StatusBuffer,
+    shared: &'a SharedState,
+}
+
+/// Events between two hand-overs to the shared state (and silence refreshes).
+const HAND_OVER_EVERY: usize = 10_000;
+
+impl EmbeddedHooks<'_> {
+    fn hand_over(&mut self) {
+        self.buffer.hand_to(self.shared);
+        self.silences = self.shared.silences();
+    }
+}
+
+impl RunHooks for EmbeddedHooks<'_> {
+    fn event(&mut self, event: &crate::event::Event) {
+        self.buffer.event(&event.user_id, event.time.millis());
+        if self.buffer.len() >= HAND_OVER_EVERY {
+            self.hand_over();
+        }
+    }
+
+    fn silenced(&mut self, output: &OutputEvent) -> bool {
+        covering(&self.silences, output, chrono::Utc::now()).is_some()
+    }
+
+    fn output(&mut self, output: &OutputEvent, silenced: bool) {
+        self.buffer.output(output, silenced);
+        let Some(writer) = self.history else {
+            return;
+        };
+        let sent = HistoryRow::from_output(output).and_then(|mut row| {
+            row.silenced = silenced;
+            writer.send_row(row)
+        });
+        if let Err(e) = sent {
+            if self.unstored == 0 {
+                eprintln!("warning: history: {e}");
+            }
+            self.unstored += 1;
+        }
+    }
+}
+
+/// The shared state of this run: Redis when configured, else in process with the silences
+/// of the history database at `history` (none with `--no-history`).
+fn start_shared(args: &RunArgs, history: Option<&str>) -> anyhow::Result<SharedState> {
+    let config = match super::load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(_) => anyhow::bail!("invalid configuration"),
+    };
+    Ok(SharedState::start(SharedOptions {
+        redis_url: config.redis.url,
+        key_prefix: config.redis.key_prefix,
+        silence_database: history.map(str::to_string),
+        timeout: SHARED_TIMEOUT,
+    })?)
+}
+
+/// How long one call to Redis (or the silences' database) may take.
+const SHARED_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the end of a run waits for the shared state to be written.
+const SHARED_DRAIN: Duration = Duration::from_secs(10);
 
 /// How long the end of a run waits for the history to be written.
 const HISTORY_DRAIN: Duration = Duration::from_secs(30);

@@ -5,7 +5,7 @@ use std::io::{self, BufRead, Write};
 use super::lines::LineReader;
 use super::records::{DeadLetter, LateEvent};
 use crate::engine::{Disposition, Engine, OutputEvent};
-use crate::event::Decoder;
+use crate::event::{Decoder, Event};
 
 /// Where a run writes.
 pub struct Sinks<'a> {
@@ -13,6 +13,24 @@ pub struct Sinks<'a> {
     pub dead_letters: &'a mut dyn Write,
     pub late: &'a mut dyn Write,
 }
+
+/// What a run does around the engine besides writing to its sinks: the history, silences and
+/// the shared status (`vigil run`); nothing in tests and the rule-test runner.
+pub trait RunHooks {
+    /// An event the engine accepted (neither dead-lettered nor late).
+    fn event(&mut self, _event: &Event) {}
+    /// Whether `output` is kept off the outputs sink (a silence covers it).
+    fn silenced(&mut self, _output: &OutputEvent) -> bool {
+        false
+    }
+    /// Each output, after it was written or silenced.
+    fn output(&mut self, _output: &OutputEvent, _silenced: bool) {}
+}
+
+/// Hooks that do nothing.
+pub struct NoHooks;
+
+impl RunHooks for NoHooks {}
 
 /// Totals of one run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,6 +41,8 @@ pub struct Summary {
     pub milestones: u64,
     pub late: u64,
     pub dead_lettered: u64,
+    /// Alerts a silence kept off the outputs (counted in `alerts` too).
+    pub silenced: u64,
 }
 
 impl std::fmt::Display for Summary {
@@ -31,7 +51,11 @@ impl std::fmt::Display for Summary {
             f,
             "events in: {}, alerts: {}, milestones: {}, late: {}, dead-lettered: {}",
             self.events, self.alerts, self.milestones, self.late, self.dead_lettered
-        )
+        )?;
+        if self.silenced > 0 {
+            write!(f, ", silenced: {}", self.silenced)?;
+        }
+        Ok(())
     }
 }
 
@@ -44,27 +68,26 @@ pub fn run(
     source: &str,
     sinks: &mut Sinks<'_>,
 ) -> io::Result<Summary> {
-    run_observed(
+    run_with(
         engine,
         decoder,
         input,
         max_line_bytes,
         source,
         sinks,
-        &mut |_| {},
+        &mut NoHooks,
     )
 }
 
-/// [`run`], also handing each output to `observe` after it is written (the history writer in
-/// `vigil run`).
-pub fn run_observed(
+/// [`run`], with `hooks` around the engine (history, silences, status in `vigil run`).
+pub fn run_with(
     engine: &mut Engine,
     decoder: &Decoder,
     input: impl BufRead,
     max_line_bytes: usize,
     source: &str,
     sinks: &mut Sinks<'_>,
-    observe: &mut dyn FnMut(&OutputEvent),
+    hooks: &mut dyn RunHooks,
 ) -> io::Result<Summary> {
     let mut reader = LineReader::new(input, max_line_bytes);
     let mut summary = Summary::default();
@@ -108,8 +131,8 @@ pub fn run_observed(
             sinks.late.write_all(b"\n")?;
             continue;
         }
-        write_outputs(&outputs, &mut summary, sinks.outputs)?;
-        outputs.iter().for_each(&mut *observe);
+        hooks.event(&event);
+        write_outputs(&outputs, &mut summary, sinks.outputs, hooks)?;
     }
     sinks.outputs.flush()?;
     sinks.dead_letters.flush()?;
@@ -121,14 +144,21 @@ fn write_outputs(
     outputs: &[OutputEvent],
     summary: &mut Summary,
     out: &mut dyn Write,
+    hooks: &mut dyn RunHooks,
 ) -> io::Result<()> {
     for output in outputs {
         match output.kind() {
             crate::rules::RuleKind::Alert => summary.alerts += 1,
             crate::rules::RuleKind::Milestone => summary.milestones += 1,
         }
-        serde_json::to_writer(&mut *out, output)?;
-        out.write_all(b"\n")?;
+        let silenced = hooks.silenced(output);
+        if silenced {
+            summary.silenced += 1;
+        } else {
+            serde_json::to_writer(&mut *out, output)?;
+            out.write_all(b"\n")?;
+        }
+        hooks.output(output, silenced);
     }
     Ok(())
 }

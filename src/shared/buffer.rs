@@ -1,0 +1,78 @@
+//! What a run loop gathers for the shared state between two hand-overs, and the silence check
+//! it makes at each firing: the same for the embedded and the Kafka edges.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rustc_hash::FxHashMap;
+
+use super::silence::{Silence, SilenceSet};
+use super::status::{cooldowns, StatusOutput};
+use super::SharedState;
+use crate::engine::{AlertState, OutputEvent};
+use crate::rules::{RuleKind, RuleSet};
+
+/// The silence keeping `output` off the alerts output, if any: only firings are silenced.
+pub fn covering<'a>(
+    silences: &'a SilenceSet,
+    output: &OutputEvent,
+    now: DateTime<Utc>,
+) -> Option<&'a Silence> {
+    if output.data.kind != RuleKind::Alert || output.data.state != Some(AlertState::Firing) {
+        return None;
+    }
+    silences.covering(&output.subject, &output.data.rule_id, now)
+}
+
+/// Last event times (coalesced per user) and outputs since the last hand-over.
+#[derive(Debug, Default)]
+pub struct StatusBuffer {
+    touched: FxHashMap<String, i64>,
+    outputs: Vec<StatusOutput>,
+    cooldowns: HashMap<String, u64>,
+}
+
+impl StatusBuffer {
+    pub fn new(rules: &RuleSet) -> StatusBuffer {
+        StatusBuffer {
+            cooldowns: cooldowns(rules),
+            ..StatusBuffer::default()
+        }
+    }
+
+    /// An accepted event of `user` at `ms`.
+    pub fn event(&mut self, user: &str, ms: i64) {
+        // A lookup by &str first: allocating the key only for a user new since the last
+        // hand-over keeps this off the per-event cost.
+        match self.touched.get_mut(user) {
+            Some(have) => *have = (*have).max(ms),
+            None => {
+                self.touched.insert(user.to_string(), ms);
+            }
+        }
+    }
+
+    pub fn output(&mut self, output: &OutputEvent, silenced: bool) {
+        let cooldown = self
+            .cooldowns
+            .get(&output.data.rule_id)
+            .copied()
+            .unwrap_or(0);
+        self.outputs
+            .push(StatusOutput::new(output, silenced, cooldown));
+    }
+
+    /// Events and outputs gathered so far.
+    pub fn len(&self) -> usize {
+        self.touched.len() + self.outputs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.touched.is_empty() && self.outputs.is_empty()
+    }
+
+    pub fn hand_to(&mut self, shared: &SharedState) {
+        let touched = self.touched.drain().collect();
+        shared.send(touched, std::mem::take(&mut self.outputs));
+    }
+}
