@@ -28,6 +28,8 @@ use vigil::simulate::{simulate, SimConfig};
 mod database;
 #[path = "common/kafka.rs"]
 mod kafka_env;
+#[path = "common/redis.rs"]
+mod redis_env;
 
 const PARTITIONS: i32 = 3;
 
@@ -113,11 +115,14 @@ impl Fixture {
                 "\n[kafka.topics.{topic}]\npartitions = {PARTITIONS}\n"
             ));
         }
+        let prefix = format!("vigil-stream-{id}.");
+        // Redis keys of their own too (silences, status), when a test gives VIGIL_REDIS_URL.
+        text.push_str(&format!("\n[redis]\nkey-prefix = \"{prefix}\"\n"));
         std::fs::write(&config, text).expect("write config");
         let f = Fixture {
             _serial: serial,
             brokers,
-            prefix: format!("vigil-stream-{id}."),
+            prefix,
             group: format!("vigil-stream-{id}"),
             dir,
             config,
@@ -313,7 +318,12 @@ impl Fixture {
 
     /// Alerts and milestones, sorted by id, as JSON.
     fn outputs(&self) -> Vec<Value> {
-        let mut all: Vec<Value> = ["alerts", "milestones"]
+        self.cloud_events(&["alerts", "milestones"])
+    }
+
+    /// The CloudEvents of `topics`, sorted by id.
+    fn cloud_events(&self, topics: &[&str]) -> Vec<Value> {
+        let mut all: Vec<Value> = topics
             .iter()
             .flat_map(|t| self.read(t))
             .map(|r| serde_json::from_slice(&r.payload.unwrap()).unwrap())
@@ -866,4 +876,188 @@ fn the_history_holds_exactly_the_committed_outputs_through_a_postgres_outage() {
         "one row per output in the topics\n{log}"
     );
     assert_eq!(stored, outputs, "the history holds the topics' CloudEvents");
+}
+
+/// Waits until `done` holds, failing with `what` and the log of `instance` after `limit`.
+fn wait_for(f: &Fixture, instance: &str, what: &str, limit: Duration, done: impl Fn() -> bool) {
+    let give_up = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < give_up,
+            "{what} within {limit:?}:\n{}",
+            f.log(instance)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn is_firing(output: &Value) -> bool {
+    output["type"] == "io.vigil.alert.firing"
+}
+
+#[test]
+fn silences_are_honoured_by_two_instances() {
+    let Some(brokers) = kafka_env::brokers() else {
+        return;
+    };
+    let Some(redis) = redis_env::redis_url() else {
+        return;
+    };
+    let f = Fixture::new(brokers);
+    let events = events(9, 4);
+    let want = expected(&events);
+    let silenced_users: std::collections::BTreeSet<String> = want
+        .iter()
+        .filter(|o| is_firing(o))
+        .map(|o| o["subject"].as_str().unwrap().to_string())
+        .collect();
+    assert!(silenced_users.len() >= 3, "{silenced_users:?}");
+
+    // Both instances are in the group (and the group settled) before anything is silenced
+    // or produced, so each gets partitions of its own.
+    let a = f.start("a", "25s", &["--no-history"]);
+    let b = f.start("b", "25s", &["--no-history"]);
+    let give_up = Instant::now() + Duration::from_secs(90);
+    while !(f.log("a").contains("assigned anew") && f.log("b").contains("assigned anew")) {
+        assert!(
+            Instant::now() < give_up,
+            "each instance should join the group:\n--- a\n{}\n--- b\n{}",
+            f.log("a"),
+            f.log("b")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    for user in &silenced_users {
+        let out = f
+            .vigil(&[
+                "silence", "add", "--user", user, "--for", "1h", "--reason", "test",
+            ])
+            .env("VIGIL_REDIS_URL", &redis)
+            .output()
+            .expect("vigil silence add");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let listed = f
+        .vigil(&["silence", "list", "--json"])
+        .env("VIGIL_REDIS_URL", &redis)
+        .output()
+        .expect("vigil silence list");
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).lines().count(),
+        silenced_users.len()
+    );
+    // Every instance reads the silences again each second.
+    std::thread::sleep(Duration::from_millis(2_500));
+    f.produce(&events);
+    f.wait(a, "a", Duration::from_secs(240));
+    f.wait(b, "b", Duration::from_secs(240));
+
+    let (kept_off, published): (Vec<Value>, Vec<Value>) = want.iter().cloned().partition(is_firing);
+    assert_same(&f.outputs(), &published);
+    let silenced = f.read("alerts-silenced");
+    assert!(silenced.iter().all(|r| r
+        .headers
+        .iter()
+        .any(|(k, v)| k == "vigil_silence_id" && !v.is_empty())));
+    assert_same(&f.cloud_events(&["alerts-silenced"]), &kept_off);
+    assert!(
+        f.log("a").contains(", silenced: ") && f.log("b").contains(", silenced: "),
+        "each instance should have silenced firings of its own partitions:\n--- a\n{}\n--- b\n{}",
+        f.log("a"),
+        f.log("b")
+    );
+}
+
+#[test]
+fn the_status_in_redis_matches_the_topics_through_a_redis_outage() {
+    let Some(brokers) = kafka_env::brokers() else {
+        return;
+    };
+    let Some(redis) = redis_env::redis_url() else {
+        return;
+    };
+    let Some(port) = redis_env::outage_port(&redis) else {
+        return;
+    };
+    let f = Fixture::new(brokers);
+    let events = events(6, 2);
+    let want = expected(&events);
+    f.produce(&events);
+
+    // Redis is away when the run starts: the outputs still reach the topics, and the status
+    // is written once Redis is back.
+    let restart = redis_env::Restart(port);
+    redis_env::services(&["down", "redis"]);
+    let child = f.start("r", "15s", &["--no-history"]);
+    wait_for(
+        &f,
+        "r",
+        "the outputs should reach the topics, and the run notice the outage, while Redis is down",
+        Duration::from_secs(120),
+        || f.log("r").contains("Redis is unreachable") && f.outputs().len() == want.len(),
+    );
+    restart.now();
+    f.wait(child, "r", Duration::from_secs(240));
+    let log = f.log("r");
+    assert!(log.contains("Redis is back"), "{log}");
+    assert!(!log.contains("not written"), "{log}");
+    assert_same(&f.outputs(), &want);
+
+    // Per user: the open firings, the counts, the last event time, as the topics say.
+    let mut users: BTreeMap<String, (u64, u64, u64, BTreeMap<String, i64>)> = BTreeMap::new();
+    for o in &want {
+        let user = o["subject"].as_str().unwrap().to_string();
+        let rule = o["data"]["rule_id"].as_str().unwrap().to_string();
+        let entry = users.entry(user).or_default();
+        match o["type"].as_str().unwrap() {
+            "io.vigil.alert.firing" => {
+                entry.0 += 1;
+                *entry.3.entry(rule).or_default() += 1;
+            }
+            "io.vigil.alert.resolved" => {
+                entry.1 += 1;
+                *entry.3.entry(rule).or_default() -= 1;
+            }
+            _ => entry.2 += 1,
+        }
+    }
+    let mut last_event: BTreeMap<&str, i64> = BTreeMap::new();
+    for e in &events {
+        let t = last_event.entry(e.user_id.as_str()).or_insert(i64::MIN);
+        *t = (*t).max(e.time.millis());
+    }
+    for (user, last) in &last_event {
+        let key = format!("{}user:{{{user}}}", f.prefix);
+        let status = redis_env::hgetall(&redis, &key);
+        assert_eq!(
+            status.get("last_event_ms").map(String::as_str),
+            Some(last.to_string().as_str()),
+            "{user}: {status:?}"
+        );
+        assert!(redis_env::ttl(&redis, &key) > 0, "the status expires");
+        let (fired, resolved, milestones, open) = users.remove(*user).unwrap_or_default();
+        let count = |field: &str| status.get(field).map_or(0, |v| v.parse::<u64>().unwrap());
+        assert_eq!(count("alerts_fired"), fired, "{user}");
+        assert_eq!(count("alerts_resolved"), resolved, "{user}");
+        assert_eq!(count("milestones"), milestones, "{user}");
+        let firing: Vec<&str> = status
+            .keys()
+            .filter_map(|k| k.strip_prefix("firing:"))
+            .collect();
+        let want_open: Vec<&str> = open
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(r, _)| r.as_str())
+            .collect();
+        assert_eq!(firing, want_open, "{user}");
+    }
+    assert!(
+        users.is_empty(),
+        "outputs of users without events: {users:?}"
+    );
 }

@@ -20,8 +20,7 @@ use crate::kafka::history_sink::HistorySink;
 use crate::kafka::stream::{self, StreamOptions};
 use crate::rules::duration::parse_duration;
 use crate::rules::{load_rules, RuleSet};
-use crate::shared::buffer::{covering, StatusBuffer};
-use crate::shared::silence::SilenceSet;
+use crate::shared::buffer::{silence_for, StatusBuffer};
 use crate::shared::{SharedOptions, SharedState};
 
 #[derive(Args, Debug)]
@@ -128,7 +127,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let mut hooks = EmbeddedHooks {
         history: history.as_ref().map(|(writer, _)| writer),
         unstored: 0,
-        silences: shared.silences(),
         buffer: StatusBuffer::new(engine.rules()),
         shared: &shared,
     };
@@ -159,19 +157,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     eprintln!("{summary}");
     hooks.hand_over();
     let unstored = hooks.unstored;
-    let status = shared.close(SHARED_DRAIN);
-    if status.queued_outputs + status.queued_users > 0 {
-        eprintln!(
-            "warning: shared state ({}): {} outputs and {} users' last event times not written{}",
-            status.backend,
-            status.queued_outputs,
-            status.queued_users,
-            status
-                .last_error
-                .map(|e| format!(" (last error: {e})"))
-                .unwrap_or_default()
-        );
-    }
+    warn_unwritten(&shared.close(SHARED_DRAIN));
     let Some((writer, url)) = history else {
         return Ok(0);
     };
@@ -204,7 +190,6 @@ fn history_url(args: &RunArgs) -> Result<Option<String>, u8> {
 struct EmbeddedHooks<'a> {
     history: Option<&'a HistoryWriter>,
     unstored: u64,
-    silences: Arc<SilenceSet>,
     buffer: StatusBuffer,
     shared: &'a SharedState,
 }
@@ -215,7 +200,6 @@ const HAND_OVER_EVERY: usize = 10_000;
 impl EmbeddedHooks<'_> {
     fn hand_over(&mut self) {
         self.buffer.hand_to(self.shared);
-        self.silences = self.shared.silences();
     }
 }
 
@@ -228,7 +212,7 @@ impl RunHooks for EmbeddedHooks<'_> {
     }
 
     fn silenced(&mut self, output: &OutputEvent) -> bool {
-        covering(&self.silences, output, chrono::Utc::now()).is_some()
+        silence_for(self.shared, output).is_some()
     }
 
     fn output(&mut self, output: &OutputEvent, silenced: bool) {
@@ -262,6 +246,23 @@ fn start_shared(args: &RunArgs, history: Option<&str>) -> anyhow::Result<SharedS
         silence_database: history.map(str::to_string),
         timeout: SHARED_TIMEOUT,
     })?)
+}
+
+/// Says what the shared state could not write before the run ended.
+fn warn_unwritten(status: &crate::shared::SharedStatus) {
+    if status.queued_outputs + status.queued_users > 0 {
+        eprintln!(
+            "warning: shared state ({}): {} outputs and {} users' last event times not written{}",
+            status.backend,
+            status.queued_outputs,
+            status.queued_users,
+            status
+                .last_error
+                .as_deref()
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default()
+        );
+    }
 }
 
 /// How long one call to Redis (or the silences' database) may take.
@@ -318,24 +319,38 @@ fn run_kafka(args: RunArgs, rules: Arc<RuleSet>, engine: EngineConfig) -> anyhow
         max_message_bytes: args.max_line_bytes,
         exit_when_idle,
         stop,
+        shared: None,
     };
     // The history reads what the transactions committed to the output topics; a database
     // that is away only delays it (see `kafka::history_sink`).
-    let history = match history_url(&args) {
-        Ok(Some(url)) => {
+    let history_url = match history_url(&args) {
+        Ok(url) => url,
+        Err(code) => return Ok(code),
+    };
+    let shared = Arc::new(start_shared(&args, history_url.as_deref())?);
+    let options = StreamOptions {
+        shared: Some(Arc::clone(&shared)),
+        ..options
+    };
+    let history = match history_url {
+        Some(url) => {
             let shown = redact_url(&url);
             let sink = HistorySink::start(&config.kafka, &url)
                 .with_context(|| format!("history {shown}"))?;
             Some((sink, shown))
         }
-        Ok(None) => None,
-        Err(code) => return Ok(code),
+        None => None,
     };
     let summary = stream::run(&config.kafka, &options);
+    let signalled = options.stop.load(std::sync::atomic::Ordering::Relaxed);
+    drop(options);
+    if let Ok(shared) = Arc::try_unwrap(shared) {
+        warn_unwritten(&shared.close(SHARED_DRAIN));
+    }
     if let Some((sink, url)) = history {
         // A run that ended because its input did (--exit-when-idle) leaves a complete history;
         // a signalled one stops promptly, and the next run stores the rest.
-        let read_to_end = !options.stop.load(std::sync::atomic::Ordering::Relaxed);
+        let read_to_end = !signalled;
         match sink.stop(HISTORY_DRAIN, read_to_end) {
             Ok(report) if report.unstored == 0 => {
                 eprintln!("history: {} new in {url}", report.written);

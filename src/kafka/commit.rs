@@ -30,6 +30,8 @@ use super::stream::StreamSummary;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutTopic {
     Alerts,
+    /// Firings a silence covered: stored in the history, kept off `Alerts`.
+    Silenced,
     Milestones,
     DeadLetter,
     Late,
@@ -41,6 +43,7 @@ pub enum OutTopic {
 pub struct OutTopics {
     pub inputs: Vec<String>,
     pub alerts: String,
+    pub silenced: String,
     pub milestones: String,
     pub dead_letter: String,
     pub late: String,
@@ -51,6 +54,7 @@ impl OutTopics {
     fn name(&self, topic: OutTopic) -> &str {
         match topic {
             OutTopic::Alerts => &self.alerts,
+            OutTopic::Silenced => &self.silenced,
             OutTopic::Milestones => &self.milestones,
             OutTopic::DeadLetter => &self.dead_letter,
             OutTopic::Late => &self.late,

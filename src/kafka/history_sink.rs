@@ -1,5 +1,6 @@
-//! The history in Kafka mode: a consumer of the `alerts` and `milestones` topics that stores
-//! what they hold, as a sink connector would.
+//! The history in Kafka mode: a consumer of the `alerts`, `milestones` and `alerts-silenced`
+//! topics that stores what they hold, as a sink connector would (rows from `alerts-silenced`
+//! marked silenced).
 //!
 //! Reading the topics (`read_committed`) rather than taking outputs from the engine means the
 //! history holds exactly what downstream consumers see: nothing from an aborted transaction,
@@ -61,9 +62,11 @@ impl HistorySink {
     /// URL scheme fails here; an unreachable database does not (the writer retries).
     pub fn start(config: &KafkaConfig, url: &str) -> anyhow::Result<HistorySink> {
         let writer = HistoryWriter::start(url, WriterOptions::default())?;
+        let silenced = config.topic_name(&config.topics.silenced);
         let topics = [
             config.topic_name(&config.topics.alerts),
             config.topic_name(&config.topics.milestones),
+            silenced.clone(),
         ];
         let mut consumer_config = client_config(config);
         consumer_config
@@ -84,7 +87,15 @@ impl HistorySink {
         let thread_status = Arc::clone(&writer_status);
         let thread = std::thread::Builder::new()
             .name("vigil-history-sink".into())
-            .spawn(move || Ok(sink_loop(&consumer, writer, &thread_stop, &thread_status)))
+            .spawn(move || {
+                Ok(sink_loop(
+                    &consumer,
+                    writer,
+                    &silenced,
+                    &thread_stop,
+                    &thread_status,
+                ))
+            })
             .context("cannot start the history sink")?;
         Ok(HistorySink {
             stop,
@@ -145,6 +156,7 @@ struct Checkpoint {
 fn sink_loop(
     consumer: &BaseConsumer,
     writer: HistoryWriter,
+    silenced: &str,
     stop: &Mutex<Option<Stop>>,
     status_out: &Mutex<Option<WriterStatus>>,
 ) -> SinkReport {
@@ -225,7 +237,7 @@ fn sink_loop(
                 (message.topic().to_string(), message.partition()),
                 message.offset() + 1,
             );
-            match row_of(message.payload()) {
+            match row_of(message.payload(), message.topic() == silenced) {
                 Some(row) => match writer.send_row(row) {
                     Ok(()) => {
                         sent += 1;
@@ -288,10 +300,11 @@ fn caught_up(consumer: &BaseConsumer) -> bool {
 }
 
 /// A history row from an output record, its CloudEvent kept byte for byte.
-fn row_of(payload: Option<&[u8]>) -> Option<HistoryRow> {
+fn row_of(payload: Option<&[u8]>, silenced: bool) -> Option<HistoryRow> {
     let bytes = payload?;
     let output: OutputEvent = serde_json::from_slice(bytes).ok()?;
     let mut row = HistoryRow::from_output(&output).ok()?;
+    row.silenced = silenced;
     row.event = String::from_utf8(bytes.to_vec()).ok()?;
     Some(row)
 }

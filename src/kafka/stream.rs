@@ -41,6 +41,8 @@ use crate::config::KafkaConfig;
 use crate::engine::{Disposition, Engine, EngineConfig, OutputEvent, StateRecord};
 use crate::event::{DecodeError, Decoder, Event};
 use crate::rules::{RuleKind, RuleSet};
+use crate::shared::buffer::{silence_for, StatusBuffer};
+use crate::shared::SharedState;
 
 /// Largest payload copied whole to the dead-letter or late-events topic: under the broker's
 /// default `message.max.bytes` (1 MiB), headers included.
@@ -56,6 +58,8 @@ pub struct StreamOptions {
     pub exit_when_idle: Option<Duration>,
     /// Set by SIGINT/SIGTERM: finish and commit the open transaction, then return.
     pub stop: Arc<AtomicBool>,
+    /// Silences to honour and the status to keep (Redis, or in process).
+    pub shared: Option<Arc<SharedState>>,
 }
 
 /// Totals of committed work over the whole run.
@@ -66,6 +70,8 @@ pub struct StreamSummary {
     pub milestones: u64,
     pub late: u64,
     pub dead_lettered: u64,
+    /// Alerts a silence kept off the alerts topic (counted in `alerts` too).
+    pub silenced: u64,
     pub commits: u64,
     pub aborts: u64,
     pub sessions: u64,
@@ -78,6 +84,7 @@ impl StreamSummary {
         self.milestones += other.milestones;
         self.late += other.late;
         self.dead_lettered += other.dead_lettered;
+        self.silenced += other.silenced;
         self.commits += other.commits;
         self.aborts += other.aborts;
         self.sessions += other.sessions;
@@ -97,7 +104,11 @@ impl std::fmt::Display for StreamSummary {
             self.dead_lettered,
             self.commits,
             self.aborts
-        )
+        )?;
+        if self.silenced > 0 {
+            write!(f, ", silenced: {}", self.silenced)?;
+        }
+        Ok(())
     }
 }
 
@@ -217,6 +228,8 @@ struct Session<'a> {
     batch: Batch,
     timeout: Duration,
     last_input: Instant,
+    /// What the shared state gets at the next hand-off.
+    status: StatusBuffer,
 }
 
 impl<'a> Session<'a> {
@@ -234,6 +247,7 @@ impl<'a> Session<'a> {
         let topics = OutTopics {
             inputs,
             alerts: config.topic_name(&t.alerts),
+            silenced: config.topic_name(&t.silenced),
             milestones: config.topic_name(&t.milestones),
             dead_letter: config.topic_name(&t.dead_letter),
             late: config.topic_name(&t.late_events),
@@ -310,6 +324,7 @@ impl<'a> Session<'a> {
             batch: Batch::default(),
             timeout,
             last_input: Instant::now(),
+            status: StatusBuffer::new(&options.rules),
         })
     }
 
@@ -592,8 +607,21 @@ impl<'a> Session<'a> {
             );
             return Ok(());
         }
+        let shared = self.options.shared.as_deref();
+        if shared.is_some() {
+            self.status.event(&event.user_id, event.time.millis());
+        }
         for output in outputs.iter() {
+            let silence = shared.and_then(|s| silence_for(s, output));
+            if shared.is_some() {
+                self.status.output(output, silence.is_some());
+            }
             let topic = match output.kind() {
+                RuleKind::Alert if silence.is_some() => {
+                    self.batch.counts.alerts += 1;
+                    self.batch.counts.silenced += 1;
+                    OutTopic::Silenced
+                }
                 RuleKind::Alert => {
                     self.batch.counts.alerts += 1;
                     OutTopic::Alerts
@@ -605,7 +633,7 @@ impl<'a> Session<'a> {
             };
             let body = serde_json::to_vec(output).map_err(|e| anyhow!("{e}"))?;
             let time = output.time.to_string();
-            let headers = OwnedHeaders::new()
+            let mut headers = OwnedHeaders::new()
                 .insert(header("content-type", "application/cloudevents+json"))
                 .insert(header("ce_specversion", &output.specversion))
                 .insert(header("ce_id", &output.id))
@@ -613,6 +641,9 @@ impl<'a> Session<'a> {
                 .insert(header("ce_type", &output.event_type))
                 .insert(header("ce_subject", &output.subject))
                 .insert(header("ce_time", &time));
+            if let Some(silence) = silence {
+                headers = headers.insert(header("vigil_silence_id", &silence.id));
+            }
             self.batch.records.push(OutRecord {
                 topic,
                 partition: None,
@@ -641,6 +672,9 @@ impl<'a> Session<'a> {
     /// Completes the batch (every task's state changes, the offsets it was computed from) and
     /// starts committing it. The previous one must be settled.
     fn hand_off(&mut self) -> Result<(), SessionError> {
+        if let Some(shared) = &self.options.shared {
+            self.status.hand_to(shared);
+        }
         let mut batch = std::mem::take(&mut self.batch);
         let mut changes = Vec::new();
         for (&partition, task) in self.tasks.iter_mut() {
@@ -880,6 +914,7 @@ fn check_topics<C: ConsumerContext>(
     let mut counts = Vec::new();
     for name in topics.inputs.iter().chain([
         &topics.alerts,
+        &topics.silenced,
         &topics.milestones,
         &topics.dead_letter,
         &topics.late,

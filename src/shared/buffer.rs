@@ -24,6 +24,15 @@ pub fn covering<'a>(
     silences.covering(&output.subject, &output.data.rule_id, now)
 }
 
+/// The silence keeping `output` off the alerts output, from the latest silences `shared` has
+/// read: only firings are looked up, and they are rare next to events.
+pub fn silence_for(shared: &SharedState, output: &OutputEvent) -> Option<Silence> {
+    if output.data.state != Some(AlertState::Firing) {
+        return None;
+    }
+    covering(&shared.silences(), output, Utc::now()).cloned()
+}
+
 /// Last event times (coalesced per user) and outputs since the last hand-over.
 #[derive(Debug, Default)]
 pub struct StatusBuffer {

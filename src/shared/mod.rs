@@ -385,7 +385,7 @@ impl Worker {
                         self.touched.clear();
                         self.outputs.drain(..take);
                         if self.retry_at.take().is_some() {
-                            tracing::warn!("shared state: Redis is back; catching up");
+                            eprintln!("vigil: shared state: Redis is back; catching up");
                         }
                         self.backoff = FIRST_RETRY;
                         update(&status, |s| {
@@ -399,9 +399,9 @@ impl Worker {
                     }
                     Err(e) => {
                         if self.retry_at.is_none() {
-                            tracing::warn!(
-                                error = %e,
-                                "shared state: Redis is unreachable; status writes are queued and retried"
+                            eprintln!(
+                                "vigil: shared state: Redis is unreachable ({e}); status \
+                                 writes are queued and retried"
                             );
                         }
                         self.retry_at = Some(Instant::now() + self.backoff);
