@@ -129,6 +129,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         unstored: 0,
         buffer: StatusBuffer::new(engine.rules()),
         shared: &shared,
+        events_since_hand_over: 0,
     };
     let summary = if args.input == "-" {
         pipeline::run_with(
@@ -192,6 +193,7 @@ struct EmbeddedHooks<'a> {
     unstored: u64,
     buffer: StatusBuffer,
     shared: &'a SharedState,
+    events_since_hand_over: usize,
 }
 
 /// Events between two hand-overs to the shared state (and silence refreshes).
@@ -200,13 +202,15 @@ const HAND_OVER_EVERY: usize = 10_000;
 impl EmbeddedHooks<'_> {
     fn hand_over(&mut self) {
         self.buffer.hand_to(self.shared);
+        self.events_since_hand_over = 0;
     }
 }
 
 impl RunHooks for EmbeddedHooks<'_> {
     fn event(&mut self, event: &crate::event::Event) {
         self.buffer.event(&event.user_id, event.time.millis());
-        if self.buffer.len() >= HAND_OVER_EVERY {
+        self.events_since_hand_over += 1;
+        if self.events_since_hand_over >= HAND_OVER_EVERY {
             self.hand_over();
         }
     }

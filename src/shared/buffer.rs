@@ -71,15 +71,6 @@ impl StatusBuffer {
             .push(StatusOutput::new(output, silenced, cooldown));
     }
 
-    /// Events and outputs gathered so far.
-    pub fn len(&self) -> usize {
-        self.touched.len() + self.outputs.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.touched.is_empty() && self.outputs.is_empty()
-    }
-
     pub fn hand_to(&mut self, shared: &SharedState) {
         let touched = self.touched.drain().collect();
         shared.send(touched, std::mem::take(&mut self.outputs));
