@@ -22,7 +22,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 
 /// The Redis outage test stops the Redis the others use: it takes this for writing, the
@@ -252,6 +254,108 @@ fn everything_up_is_healthy_and_every_line_passes() {
     // A second run finds the probe topic there and reuses it.
     let (again, _) = env.vigil(&["health", "--kafka", "--rules", &rules()]);
     assert_eq!(again.status.code(), Some(0), "{}", stdout(&again));
+}
+
+#[test]
+fn lag_above_the_threshold_and_a_topic_unlike_its_configuration_are_degraded() {
+    let Some(env) = Environment::new() else {
+        return;
+    };
+    let _shared = REDIS.read().unwrap_or_else(|e| e.into_inner());
+    let (applied, _) = env.vigil(&["topics", "apply"]);
+    assert_eq!(applied.status.code(), Some(0));
+    let (migrated, _) = env.vigil(&["migrate"]);
+    assert_eq!(migrated.status.code(), Some(0));
+
+    // Five records on partition 0 of health-events, the group committed after the second.
+    let topic = format!("{}health-events", env.prefix);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &env.brokers)
+        .create()
+        .expect("producer");
+    for i in 0..5 {
+        producer
+            .send(
+                BaseRecord::to(&topic)
+                    .partition(0)
+                    .key("u")
+                    .payload(&format!("{i}")),
+            )
+            .map_err(|(e, _)| e)
+            .expect("queued");
+    }
+    producer.flush(Duration::from_secs(15)).expect("delivered");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &env.brokers)
+        .set("group.id", &env.group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(&topic, 0, Offset::Offset(2))
+        .expect("offset");
+    consumer
+        .commit(&offsets, CommitMode::Sync)
+        .expect("committed");
+
+    // The configuration now wants alerts kept for one day; the broker keeps them three.
+    let config = env.dir.path().join("vigil.toml");
+    std::fs::write(&config, "[kafka.topics.alerts]\nretention = \"1d\"\n").expect("write");
+    let (out, elapsed) = env.vigil(&["health", "--kafka", "--rules", &rules(), "--max-lag", "2"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(elapsed < HANG);
+    let lag = line(&text, "!", &format!("kafka lag {} {topic} ", env.group));
+    assert!(
+        lag.ends_with("lag 3 records, above 2 (1 of 6 partitions committed)"),
+        "{lag}"
+    );
+    let alerts = line(&text, "!", &format!("kafka topic {}alerts ", env.prefix));
+    assert!(
+        alerts.ends_with("differs: retention.ms 3d, configured 1d (`vigil topics show`)"),
+        "{alerts}"
+    );
+    assert!(
+        text.ends_with("degraded: 2 degraded, 17 ok (exit 1)\n"),
+        "{text}"
+    );
+
+    // Within the threshold, the same lag passes, with its figure in the JSON.
+    let (out, _) = env.vigil(&["health", "--kafka", "--rules", &rules(), "--json"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let lag = doc["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["kind"] == "kafka.lag" && c["target"] == format!("{} {topic}", env.group))
+        .cloned()
+        .expect("the lag check");
+    assert_eq!(lag["status"], "ok", "{lag}");
+    assert_eq!(lag["figure"]["value"], 3.0, "{lag}");
+    assert_eq!(lag["figure"]["unit"], "records", "{lag}");
+}
+
+#[test]
+fn an_unreachable_database_is_degraded_not_failing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("postgres://vigil:secret@127.0.0.1:{}/vigil", closed_port());
+    let (out, elapsed) = vigil(
+        dir.path(),
+        &["health", "--rules", &rules(), "--history", &url],
+        &[],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(elapsed < HANG);
+    let db = line(&text, "!", "history postgres://vigil:***@127.0.0.1:");
+    assert!(db.contains(" unreachable: "), "{db}");
+    assert!(!text.contains("secret"), "the password is hidden: {text}");
+    line(
+        &text,
+        "-",
+        "history migrations skipped: the database is unreachable",
+    );
 }
 
 // ---------------------------------------------------------------- Redis down

@@ -6,8 +6,9 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 
 use super::{sentence, show_duration, Check, CheckBuilder, Figure};
@@ -22,9 +23,21 @@ pub fn checks(url: &str, timeout: Duration) -> Vec<Check> {
         Ok(b) => b,
         Err(e) => return vec![check.degraded(sentence(&e)), skip_migrations("no database")],
     };
-    if backend == Backend::Sqlite {
-        if let Err(why) = sqlite_file_present(url) {
-            return vec![check.degraded(why), skip_migrations("no database file")];
+    match backend {
+        Backend::Sqlite => {
+            if let Err(why) = sqlite_file_present(url) {
+                return vec![check.degraded(why), skip_migrations("no database file")];
+            }
+        }
+        Backend::Postgres => {
+            if let Some(address) = postgres_address(url) {
+                if let Err(why) = super::connect(&address, Instant::now() + timeout) {
+                    return vec![
+                        unreachable(check, &why),
+                        skip_migrations("the database is unreachable"),
+                    ];
+                }
+            }
         }
     }
     let runtime = match super::runtime() {
@@ -84,6 +97,23 @@ fn unreachable(check: CheckBuilder, why: &str) -> Check {
 
 fn skip_migrations(reason: &str) -> Check {
     Check::start("history.migrations", "").skipped(format!("skipped: {reason}"))
+}
+
+/// `host:port` of a PostgreSQL URL, for the TCP check; `None` for a Unix socket (or a URL that
+/// sqlx will reject with its own message).
+fn postgres_address(url: &str) -> Option<String> {
+    let options = PgConnectOptions::from_str(url).ok()?;
+    let host = options.get_host();
+    if options.get_socket().is_some() || host.starts_with('/') {
+        return None;
+    }
+    // An IPv6 literal needs its brackets back to be parsed with its port.
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    Some(format!("{host}:{}", options.get_port()))
 }
 
 /// The SQLite file exists, or why not: `vigil run` would create it, so a missing file is
@@ -189,6 +219,20 @@ mod tests {
         let migrated = checks(&url, Duration::from_secs(5));
         assert_eq!(migrated[1].status, Status::Ok, "{migrated:?}");
         assert_eq!(migrated[0].detail.split(' ').next(), Some("SQLite"));
+    }
+
+    #[test]
+    fn postgres_urls_give_the_address_to_try() {
+        let address = |url| postgres_address(url);
+        assert_eq!(
+            address("postgres://u:p@db.example:6543/v").as_deref(),
+            Some("db.example:6543")
+        );
+        assert_eq!(
+            address("postgres://u@127.0.0.1/v").as_deref(),
+            Some("127.0.0.1:5432")
+        );
+        assert_eq!(address("postgres:///v?host=/run/postgresql"), None);
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! refused one fails at once) and then for the cluster's metadata, so a dead cluster costs at
 //! most one timeout; the later checks are skipped when no broker answered.
 
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::admin::{NewTopic, TopicReplication};
@@ -16,7 +15,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::{sentence, show_duration, Check, Figure, Options};
+use super::{remaining, sentence, show_duration, Check, Figure, Options};
 use crate::config::{describe_retention, KafkaConfig};
 use crate::kafka::topics::{self, TopicStatus};
 use crate::kafka::{client_config, Admin};
@@ -128,7 +127,7 @@ fn broker(config: &KafkaConfig, address: &str, timeout: Duration) -> Check {
     let deadline = Instant::now() + timeout;
     // A plain connection first: it tells "connection refused" or "no such host" at once, where
     // librdkafka would retry until the deadline and say only "transport failure".
-    if let Err(why) = connect(address, deadline) {
+    if let Err(why) = super::connect(address, deadline) {
         let after = show_duration(check.elapsed());
         return check.failing(format!("unreachable: {why} (after {after})"));
     }
@@ -164,30 +163,6 @@ fn broker(config: &KafkaConfig, address: &str, timeout: Duration) -> Check {
             ))
         }
     }
-}
-
-/// Opens (and closes) a TCP connection to `address` (`host:port`), trying each address the
-/// name resolves to.
-fn connect(address: &str, deadline: Instant) -> Result<(), String> {
-    let addresses: Vec<SocketAddr> = address
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {address}: {}", sentence(&e)))?
-        .collect();
-    let mut last = format!("{address} resolves to no address");
-    for a in addresses {
-        let left = remaining(deadline);
-        if left.is_zero() {
-            return Err(format!("no connection within the timeout ({last})"));
-        }
-        match TcpStream::connect_timeout(&a, left) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                last = format!("no answer from {a}");
-            }
-            Err(e) => last = sentence(&e),
-        }
-    }
-    Err(last)
 }
 
 // ---------------------------------------------------------------- topics
@@ -272,10 +247,6 @@ async fn probe(config: &KafkaConfig, timeout: Duration, max_latency: Duration) -
             check.failing(format!("{why} (after {after})"))
         }
     }
-}
-
-fn remaining(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
 }
 
 async fn round_trip(

@@ -42,7 +42,7 @@ pub fn rules(paths: &[PathBuf]) -> Check {
             let n = set.rules.len();
             let plural = if n == 1 { "" } else { "s" };
             check
-                .ok(format!("{n} rule{plural} valid"))
+                .ok(format!("valid ({n} rule{plural})"))
                 .with_figure(Figure::count("rules", n as u64, ""))
         }
         Err(failure) => {

@@ -29,6 +29,7 @@ pub mod local;
 pub mod redis;
 mod report;
 
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -315,4 +316,33 @@ fn sentence(e: &dyn std::fmt::Display) -> String {
         }
         _ => first.to_string(),
     }
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+/// Opens (and closes) a TCP connection to `address` (`host:port`), trying each address the
+/// name resolves to. Clients that retry until their deadline (librdkafka, sqlx's pool) would
+/// say only "timed out" where this says "connection refused" or "no such host", at once.
+fn connect(address: &str, deadline: Instant) -> Result<(), String> {
+    let addresses: Vec<SocketAddr> = address
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {address}: {}", sentence(&e)))?
+        .collect();
+    let mut last = format!("{address} resolves to no address");
+    for a in addresses {
+        let left = remaining(deadline);
+        if left.is_zero() {
+            return Err(format!("no connection within the timeout ({last})"));
+        }
+        match TcpStream::connect_timeout(&a, left) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                last = format!("no answer from {a}");
+            }
+            Err(e) => last = sentence(&e),
+        }
+    }
+    Err(last)
 }
