@@ -23,12 +23,15 @@
 //! - [`kafka`]: the Kafka edge — clients from the configuration, topic provisioning;
 //! - [`history`]: the stored history of alerts and milestones (PostgreSQL or SQLite, sqlx),
 //!   and the background writer that keeps it without ever holding up the engine;
+//! - [`health`]: `vigil health`, the staged readiness checks (configuration, rules, Kafka,
+//!   the history database, Redis) and their report;
 //! - [`cli`]: the `vigil` command.
 
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod event;
+pub mod health;
 pub mod history;
 pub mod import;
 pub mod io;

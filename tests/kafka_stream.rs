@@ -992,7 +992,7 @@ fn the_status_in_redis_matches_the_topics_through_a_redis_outage() {
     // Redis is away when the run starts: the outputs still reach the topics, and the status
     // is written once Redis is back.
     let restart = redis_env::Restart(port);
-    redis_env::services(&["down", "redis"]);
+    database::services(&["down", "redis"]);
     let child = f.start("r", "15s", &["--no-history"]);
     wait_for(
         &f,

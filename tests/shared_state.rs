@@ -14,6 +14,8 @@ use vigil::shared::redis_store::RedisStore;
 use vigil::shared::silence::Silence;
 use vigil::shared::status::{Change, StatusOutput};
 
+#[path = "common/database.rs"]
+mod database;
 #[path = "common/redis.rs"]
 mod redis_env;
 

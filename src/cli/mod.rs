@@ -5,9 +5,17 @@
 //! any command that loads rules); 4 failing rule tests; 5 Kafka topics that differ from the
 //! configuration (`topics show`), or history migrations not current (`migrate --check`); 6 no
 //! such alert or milestone (`alerts show`), or no such silence (`silence remove`).
+//!
+//! `health` has codes of its own, for scripts and orchestrators: 0 healthy, 1 degraded (the
+//! engine runs, something needs attention: the history database or Redis unreachable,
+//! migrations not current, topics unlike their configuration, lag or latency above its
+//! threshold), 2 failing (an invalid configuration or rule file, no Kafka broker answering, a
+//! topic missing, the probe failing). There, 2 means failing, not bad usage (clap's usage
+//! errors also exit 2).
 
 mod alerts;
 mod check;
+mod health;
 mod import;
 mod migrate;
 mod run;
@@ -62,6 +70,10 @@ enum Command {
     Migrate(migrate::MigrateArgs),
     /// Silence a user's alerts for a while (`add`), list the silences, or end one (`remove`).
     Silence(silence::SilenceArgs),
+    /// Check that everything is ready: configuration, rules, history database, Redis, and with
+    /// --kafka the brokers, topics, a probe round trip and lag (exit 0 healthy, 1 degraded,
+    /// 2 failing).
+    Health(health::HealthArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -77,6 +89,7 @@ pub fn main() -> ExitCode {
         Command::Alerts(args) => alerts::run(args),
         Command::Migrate(args) => migrate::run(args),
         Command::Silence(args) => silence::run(args),
+        Command::Health(args) => health::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

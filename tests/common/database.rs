@@ -32,18 +32,27 @@ pub fn database_url() -> Option<String> {
 /// The PostgreSQL that `scripts/services` started from this checkout, which the test may stop
 /// and start: its port, when it runs and is the one `url` points at.
 pub fn managed_postgres_port(url: &str) -> Option<u16> {
+    let port = managed_port("postgres")?;
+    url.contains(&format!(":{port}/")).then_some(port)
+}
+
+/// The port `scripts/services` started `service` on from this checkout, when it runs.
+pub fn managed_port(service: &str) -> Option<u16> {
     let out = Command::new(services_script())
         .arg("status")
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.starts_with("postgres"))?;
-    let port: u16 = line
-        .split_whitespace()
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(service))?;
+    if !line.contains(" running ") {
+        return None;
+    }
+    line.split_whitespace()
         .find_map(|w| w.strip_prefix("127.0.0.1:"))?
         .parse()
-        .ok()?;
-    url.contains(&format!(":{port}/")).then_some(port)
+        .ok()
 }
 
 pub fn services(args: &[&str]) {
