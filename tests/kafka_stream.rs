@@ -987,13 +987,34 @@ fn the_status_in_redis_matches_the_topics_through_a_redis_outage() {
     let f = Fixture::new(brokers);
     let events = events(6, 2);
     let want = expected(&events);
-    f.produce(&events);
-
-    // Redis is away when the run starts: the outputs still reach the topics, and the status
-    // is written once Redis is back.
+    // The first half of the input (by event time) is processed, and its status written, with
+    // Redis up; Redis stops; the second half is processed while it is away: its outputs still
+    // reach the topics. Redis returns, and the status catches up.
+    let mut times: Vec<i64> = events.iter().map(|e| e.time.millis()).collect();
+    times.sort_unstable();
+    let cut = times[times.len() / 2];
+    let (before, after): (Vec<Event>, Vec<Event>) =
+        events.iter().cloned().partition(|e| e.time.millis() < cut);
+    f.produce(&before);
+    let child = f.start("r", "15s", &["--no-history"]);
+    wait_for(
+        &f,
+        "r",
+        "the first half should be processed and committed",
+        Duration::from_secs(120),
+        || f.committed_offsets() == before.len() as i64,
+    );
+    let first_user = format!("{}user:{{{}}}", f.prefix, before[0].user_id);
+    wait_for(
+        &f,
+        "r",
+        "the status of the first half should be in Redis",
+        Duration::from_secs(30),
+        || !redis_env::hgetall(&redis, &first_user).is_empty(),
+    );
     let restart = redis_env::Restart(port);
     database::services(&["down", "redis"]);
-    let child = f.start("r", "15s", &["--no-history"]);
+    f.produce(&after);
     wait_for(
         &f,
         "r",
