@@ -23,6 +23,9 @@
 //! - [`kafka`]: the Kafka edge — clients from the configuration, topic provisioning;
 //! - [`history`]: the stored history of alerts and milestones (PostgreSQL or SQLite, sqlx),
 //!   and the background writer that keeps it without ever holding up the engine;
+//! - [`telemetry`]: what a running Vigil tells operators — the metrics (declared in one
+//!   struct), readiness conditions and liveness, the HTTP listener (`/metrics`, `/healthz`,
+//!   `/readyz`), structured logs with `tracing`;
 //! - [`cli`]: the `vigil` command.
 
 pub mod cli;
@@ -36,4 +39,5 @@ pub mod kafka;
 pub mod rules;
 pub mod schema;
 pub mod simulate;
+pub mod telemetry;
 pub mod testing;

@@ -1,11 +1,14 @@
 //! The embedded-mode run loop: lines in, outputs, dead letters and late events out.
 
 use std::io::{self, BufRead, Write};
+use std::time::Instant;
 
 use super::lines::LineReader;
 use super::records::{DeadLetter, LateEvent};
 use crate::engine::{Disposition, Engine, OutputEvent};
 use crate::event::Decoder;
+use crate::telemetry::metrics::LATENCY_SAMPLE_EVERY;
+use crate::telemetry::InputCounters;
 
 /// Where a run writes.
 pub struct Sinks<'a> {
@@ -52,11 +55,15 @@ pub fn run(
         source,
         sinks,
         &mut |_| {},
+        None,
     )
 }
 
 /// [`run`], also handing each output to `observe` after it is written (the history writer in
-/// `vigil run`).
+/// `vigil run`), and counting into `counters` (input 0) as it goes: events, dead letters,
+/// late events, outputs, and the processing time (engine and output writing) of one event in
+/// [`LATENCY_SAMPLE_EVERY`].
+#[allow(clippy::too_many_arguments)]
 pub fn run_observed(
     engine: &mut Engine,
     decoder: &Decoder,
@@ -65,10 +72,12 @@ pub fn run_observed(
     source: &str,
     sinks: &mut Sinks<'_>,
     observe: &mut dyn FnMut(&OutputEvent),
+    counters: Option<&InputCounters>,
 ) -> io::Result<Summary> {
     let mut reader = LineReader::new(input, max_line_bytes);
     let mut summary = Summary::default();
     let mut outputs: Vec<OutputEvent> = Vec::new();
+    let mut sample_in = LATENCY_SAMPLE_EVERY;
     while let Some(line) = reader.next_line()? {
         summary.lines += 1;
         let decoded = if line.full_len > max_line_bytes {
@@ -84,6 +93,9 @@ pub fn run_observed(
             Ok(event) => event,
             Err(reason) => {
                 summary.dead_lettered += 1;
+                if let Some(c) = counters {
+                    c.invalid(0);
+                }
                 let record =
                     DeadLetter::new(reason, source, line.number, &line.bytes, line.full_len);
                 serde_json::to_writer(&mut *sinks.dead_letters, &record)?;
@@ -92,9 +104,21 @@ pub fn run_observed(
             }
         };
         summary.events += 1;
+        let mut started = None;
+        if let Some(c) = counters {
+            c.event(0, event.event_type());
+            sample_in -= 1;
+            if sample_in == 0 {
+                sample_in = LATENCY_SAMPLE_EVERY;
+                started = Some(Instant::now());
+            }
+        }
         outputs.clear();
         if engine.process(&event, &mut outputs) == Disposition::Late {
             summary.late += 1;
+            if let Some(c) = counters {
+                c.late(0);
+            }
             let record = LateEvent {
                 reason: "later than the allowed lateness behind its user's event time",
                 source,
@@ -110,6 +134,12 @@ pub fn run_observed(
         }
         write_outputs(&outputs, &mut summary, sinks.outputs)?;
         outputs.iter().for_each(&mut *observe);
+        if let Some(c) = counters {
+            outputs.iter().for_each(|o| c.output(o));
+            if let Some(started) = started {
+                c.observe_processing(started.elapsed().as_secs_f64());
+            }
+        }
     }
     sinks.outputs.flush()?;
     sinks.dead_letters.flush()?;
