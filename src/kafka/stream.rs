@@ -38,7 +38,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use super::client_config;
 use super::commit::{Batch, Committer, OutRecord, OutTopic, OutTopics};
 use crate::config::KafkaConfig;
-use crate::engine::{Disposition, Engine, EngineConfig, OutputEvent, StateRecord};
+use crate::engine::{Disposition, Engine, EngineConfig, OutputEvent, RestoreError, StateRecord};
 use crate::event::{DecodeError, Decoder, Event};
 use crate::rules::{RuleKind, RuleSet};
 use crate::telemetry::{self, Check, InputCounters, Readiness};
@@ -650,7 +650,19 @@ impl<'a> Session<'a> {
             self.options.engine.clone(),
             records,
         )
-        .map_err(|e| SessionError::Fatal(anyhow!("task {partition}: {e}")))?;
+        .map_err(|e| {
+            // The record's key holds a user id: only debug logs may show it.
+            tracing::debug!(task = partition, error = %e, "the changelog cannot be restored");
+            let why = match e {
+                RestoreError::Corrupt { reason, .. } => {
+                    format!("a changelog record is not Vigil state: {reason}")
+                }
+                RestoreError::Format { found, .. } => {
+                    format!("a changelog record has format {found}, which this Vigil does not read")
+                }
+            };
+            SessionError::Fatal(anyhow!("task {partition}: {why}"))
+        })?;
         tracing::info!(
             task = partition,
             records = n,

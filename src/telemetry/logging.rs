@@ -9,7 +9,8 @@
 //! diagnosis on a machine that is allowed to see them.
 //!
 //! The filter comes from `VIGIL_LOG`, else `RUST_LOG` (e.g. `info`, `vigil=debug`), default
-//! `info` with librdkafka's own chatter at `warn`. The format is `text` (one line per event,
+//! `info`, with librdkafka's own messages from `warn` and the rdkafka wrapper's from `error`
+//! (it warns about every client event it does not handle, which Vigil reports itself). The format is `text` (one line per event,
 //! message then fields) or `json` (one object per line, for log shippers), from
 //! `--log-format` or `VIGIL_LOG_FORMAT`.
 
@@ -40,7 +41,7 @@ impl FromStr for LogFormat {
 }
 
 /// The filter used when neither `VIGIL_LOG` nor `RUST_LOG` is set.
-pub const DEFAULT_FILTER: &str = "info,librdkafka=warn";
+pub const DEFAULT_FILTER: &str = "info,librdkafka=warn,rdkafka=error";
 
 /// The format from `VIGIL_LOG_FORMAT`, when set and valid.
 pub fn format_from_env() -> Result<Option<LogFormat>, String> {
