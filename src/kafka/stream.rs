@@ -167,10 +167,11 @@ pub fn run(config: &KafkaConfig, options: &StreamOptions) -> anyhow::Result<Stre
                 if started.elapsed() > Duration::from_secs(60) {
                     backoff = Duration::from_millis(500);
                 }
+                let backoff_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX);
                 tracing::warn!(
                     error = %format!("{e:#}"),
-                    backoff_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
-                    "the session failed; starting again after the backoff (nothing uncommitted \
+                    backoff_ms,
+                    "the session failed; starting again in {backoff_ms} ms (nothing uncommitted \
                      is lost: it is processed again from the committed offsets)"
                 );
                 let until = Instant::now() + backoff;
