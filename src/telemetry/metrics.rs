@@ -570,6 +570,23 @@ mod tests {
     }
 
     #[test]
+    fn the_dashboard_shows_every_metric() {
+        let dashboard = include_str!("../../deploy/grafana/vigil.json");
+        for (name, kind) in EXPOSED {
+            let queried = match *kind {
+                "counter" => format!("{name}_total"),
+                "histogram" => format!("{name}_bucket"),
+                "info" => format!("{name}_info"),
+                _ => name.to_string(),
+            };
+            assert!(
+                dashboard.contains(&queried),
+                "deploy/grafana/vigil.json has no panel for {queried}"
+            );
+        }
+    }
+
+    #[test]
     fn a_tally_reaches_the_resolved_counters_once() {
         let metrics = Metrics::new();
         let counters = metrics.input_counters(&["health", "bio"]);
