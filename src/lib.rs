@@ -25,6 +25,9 @@
 //!   and the background writer that keeps it without ever holding up the engine;
 //! - [`health`]: `vigil health`, the staged readiness checks (configuration, rules, Kafka,
 //!   the history database, Redis) and their report;
+//! - [`telemetry`]: what a running Vigil tells operators — the metrics (declared in one
+//!   struct), readiness conditions and liveness, the HTTP listener (`/metrics`, `/healthz`,
+//!   `/readyz`), structured logs with `tracing`;
 //! - [`cli`]: the `vigil` command.
 
 pub mod cli;
@@ -40,4 +43,5 @@ pub mod rules;
 pub mod schema;
 pub mod shared;
 pub mod simulate;
+pub mod telemetry;
 pub mod testing;

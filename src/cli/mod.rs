@@ -44,6 +44,10 @@ pub const EXIT_NOT_FOUND: u8 = 6;
     about = "Complex-event processing for biometric and health events"
 )]
 struct Cli {
+    /// How log lines are written on stderr: text or json (also VIGIL_LOG_FORMAT). The filter
+    /// is VIGIL_LOG (or RUST_LOG), e.g. "debug", default "info".
+    #[arg(long, global = true, value_name = "FORMAT")]
+    log_format: Option<crate::telemetry::logging::LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -78,6 +82,21 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let format = match cli
+        .log_format
+        .map(Ok)
+        .or_else(|| crate::telemetry::logging::format_from_env().transpose())
+    {
+        Some(Ok(format)) => format,
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+        None => Default::default(),
+    };
+    if let Some(warning) = crate::telemetry::logging::init(format, color()) {
+        eprintln!("warning: {warning}");
+    }
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::run(args),

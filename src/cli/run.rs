@@ -17,11 +17,13 @@ use crate::event::{Decoder, DEFAULT_MAX_LINE_BYTES};
 use crate::history::{redact_url, HistoryRow, HistoryStore, HistoryWriter, WriterOptions};
 use crate::io::pipeline::{self, RunHooks, Sinks};
 use crate::kafka::history_sink::HistorySink;
-use crate::kafka::stream::{self, StreamOptions};
+use crate::kafka::stream::{self, StreamOptions, StreamStatus};
 use crate::rules::duration::parse_duration;
 use crate::rules::{load_rules, RuleSet};
 use crate::shared::buffer::{silence_for, StatusBuffer};
 use crate::shared::{SharedOptions, SharedState};
+use crate::telemetry::http::{Endpoints, HttpServer};
+use crate::telemetry::{self, Check};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -72,6 +74,10 @@ pub struct RunArgs {
     /// nothing has arrived for this long, e.g. "5s". For backtests and tests.
     #[arg(long, requires = "kafka")]
     exit_when_idle: Option<String>,
+    /// Serve /metrics, /healthz and /readyz on this address, e.g. "127.0.0.1:9464" (overrides
+    /// http.listen of vigil.toml and VIGIL_HTTP_LISTEN).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
 }
 
 fn create(path: &PathBuf) -> anyhow::Result<BufWriter<File>> {
@@ -109,6 +115,29 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         Err(code) => return Ok(code),
     };
     let history = history_url.as_deref().map(start_history).transpose()?;
+    let listen = match http_listen(&args, None) {
+        Ok(listen) => listen,
+        Err(code) => return Ok(code),
+    };
+    let _server = match listen {
+        Some(addr) => {
+            let source = if args.input == "-" { "stdin" } else { "a file" };
+            telemetry::register_readiness("input", move || {
+                Check::ready(format!("reading {source}"))
+            });
+            if let Some((writer, _)) = &history {
+                telemetry::register_readiness("history database", writer.readiness_probe());
+            }
+            Some(HttpServer::start(addr, Endpoints::global())?)
+        }
+        None => None,
+    };
+    let source = if args.input == "-" {
+        "stdin"
+    } else {
+        args.input.as_str()
+    };
+    let counters = telemetry::metrics().input_counters(&[source]);
     let decoder = Decoder::with_max_line_bytes(args.max_line_bytes);
     let mut dead = create(&args.dead_letter)?;
     let mut late = create(&args.late)?;
@@ -140,6 +169,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             "stdin",
             &mut sinks,
             &mut hooks,
+            Some(&counters),
         )
     } else {
         let file =
@@ -152,6 +182,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             &args.input,
             &mut sinks,
             &mut hooks,
+            Some(&counters),
         )
     }
     .context("while running")?;
@@ -176,6 +207,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     }
     eprintln!("history: {} new in {url}", report.written);
     Ok(0)
+}
+
+/// Where the HTTP listener goes: `--http`, else `http.listen` of the configuration (file, then
+/// `VIGIL_HTTP_LISTEN`); `None` without either. `config` is the configuration when already
+/// loaded; `Err` is the exit code of an invalid `vigil.toml` (already reported).
+fn http_listen(
+    args: &RunArgs,
+    config: Option<&Config>,
+) -> Result<Option<std::net::SocketAddr>, u8> {
+    if let Some(addr) = args.http {
+        return Ok(Some(addr));
+    }
+    match config {
+        Some(config) => Ok(config.http.listen),
+        None => super::load_config(args.config.as_deref()).map(|c| c.http.listen),
+    }
 }
 
 /// The history database this run writes to, `None` with `--no-history`; `Err` is the exit
@@ -244,12 +291,14 @@ fn start_shared(args: &RunArgs, history: Option<&str>) -> anyhow::Result<SharedS
         Ok(c) => c,
         Err(_) => anyhow::bail!("invalid configuration"),
     };
-    Ok(SharedState::start(SharedOptions {
+    let shared = SharedState::start(SharedOptions {
         redis_url: config.redis.url,
         key_prefix: config.redis.key_prefix,
         silence_database: history.map(str::to_string),
         timeout: SHARED_TIMEOUT,
-    })?)
+    })?;
+    telemetry::register_readiness("shared state", shared.readiness_probe());
+    Ok(shared)
 }
 
 /// Says what the shared state could not write before the run ended.
@@ -317,6 +366,8 @@ fn run_kafka(args: RunArgs, rules: Arc<RuleSet>, engine: EngineConfig) -> anyhow
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("cannot install the signal handlers")?;
     }
+    let status = Arc::new(StreamStatus::default());
+    status.register(telemetry::readiness());
     let options = StreamOptions {
         rules,
         engine,
@@ -324,6 +375,7 @@ fn run_kafka(args: RunArgs, rules: Arc<RuleSet>, engine: EngineConfig) -> anyhow
         exit_when_idle,
         stop,
         shared: None,
+        status,
     };
     // The history reads what the transactions committed to the output topics; a database
     // that is away only delays it (see `kafka::history_sink`).
@@ -345,7 +397,17 @@ fn run_kafka(args: RunArgs, rules: Arc<RuleSet>, engine: EngineConfig) -> anyhow
         }
         None => None,
     };
+    if let Some((sink, _)) = &history {
+        telemetry::register_readiness("history database", sink.readiness_probe());
+    }
+    let _server = match http_listen(&args, Some(&config)) {
+        Ok(Some(addr)) => Some(HttpServer::start(addr, Endpoints::global())?),
+        Ok(None) => None,
+        Err(code) => return Ok(code),
+    };
     let summary = stream::run(&config.kafka, &options);
+    // The loop has ended on purpose: what follows (the history's drain) is no stall.
+    telemetry::heartbeat().disarm();
     let signalled = options.stop.load(std::sync::atomic::Ordering::Relaxed);
     drop(options);
     if let Ok(shared) = Arc::try_unwrap(shared) {
@@ -359,16 +421,13 @@ fn run_kafka(args: RunArgs, rules: Arc<RuleSet>, engine: EngineConfig) -> anyhow
             Ok(report) if report.unstored == 0 => {
                 eprintln!("history: {} new in {url}", report.written);
             }
-            Ok(report) => eprintln!(
-                "warning: history: {} alerts and milestones not stored in {url} yet; the next \
-                 run stores them{}",
-                report.unstored,
-                report
-                    .last_error
-                    .map(|e| format!(" (last error: {e})"))
-                    .unwrap_or_default()
+            Ok(report) => tracing::warn!(
+                unstored = report.unstored,
+                database = %url,
+                last_error = report.last_error.as_deref().unwrap_or("none"),
+                "history: alerts and milestones not stored yet; the next run stores them"
             ),
-            Err(e) => eprintln!("warning: history: {e:#}"),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "history: the sink failed"),
         }
     }
     eprintln!("{}", summary?);

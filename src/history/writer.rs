@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify};
 
-use super::{redact_url, HistoryError, HistoryRow, HistoryStore};
+use super::{redact_url, Backend, HistoryError, HistoryRow, HistoryStore};
 use crate::engine::OutputEvent;
+use crate::telemetry::{self, Check, Dependency};
 
 /// How the writer batches and retries.
 #[derive(Clone, Debug)]
@@ -92,6 +93,28 @@ pub struct WriterStatus {
     pub last_error: Option<String>,
 }
 
+impl WriterStatus {
+    /// How the history database stands for readiness: a database that is away degrades the
+    /// service (rows wait, nothing is lost) but does not stop the engine, so it is not
+    /// "not ready".
+    pub fn readiness(&self) -> Check {
+        match self.state {
+            WriterState::Starting => {
+                Check::ready("not connected yet (the writer connects with the first row)")
+            }
+            WriterState::Connected => {
+                Check::ready(format!("connected; {} rows queued", self.queued))
+            }
+            WriterState::Degraded => Check::degraded(format!(
+                "unreachable, retrying ({}); {} rows wait",
+                self.last_error.as_deref().unwrap_or("no answer"),
+                self.queued
+            )),
+            WriterState::Closed => Check::not_ready("the writer is closed"),
+        }
+    }
+}
+
 /// What [`HistoryWriter::close`] managed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CloseReport {
@@ -104,6 +127,8 @@ pub struct CloseReport {
 
 #[derive(Default)]
 struct Shared {
+    /// Which dependency a failed attempt is a retry toward, for the metrics.
+    dependency: Option<Dependency>,
     state: AtomicU8,
     queued: AtomicU64,
     written: AtomicU64,
@@ -123,6 +148,9 @@ impl Shared {
 
     fn fail(&self, error: &HistoryError) {
         self.retries.fetch_add(1, Ordering::Relaxed);
+        if let Some(dependency) = self.dependency {
+            telemetry::metrics().dependency_retry(dependency);
+        }
         self.set_state(WriterState::Degraded);
         if let Ok(mut last) = self.last_error.lock() {
             *last = Some(error.to_string());
@@ -150,9 +178,15 @@ impl HistoryWriter {
     /// unreachable database is not an error here, it is the degraded state.
     pub fn start(url: &str, options: WriterOptions) -> Result<HistoryWriter, HistoryError> {
         // A URL with an unknown scheme will never work: say so now, not in a retry loop.
-        super::Backend::from_url(url)?;
+        let dependency = match Backend::from_url(url)? {
+            Backend::Postgres => Dependency::Postgres,
+            Backend::Sqlite => Dependency::Sqlite,
+        };
         let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            dependency: Some(dependency),
+            ..Shared::default()
+        });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -164,6 +198,9 @@ impl HistoryWriter {
             .spawn(move || {
                 runtime.block_on(write_loop(url, options, rx, Arc::clone(&thread_shared)));
                 thread_shared.set_state(WriterState::Closed);
+                // Rows never stored leave the gauge with the writer.
+                let left = thread_shared.queued.load(Ordering::Relaxed);
+                telemetry::metrics().history_queued_add(-i64::try_from(left).unwrap_or(i64::MAX));
             })
             .map_err(HistoryError::Start)?;
         Ok(HistoryWriter {
@@ -183,22 +220,22 @@ impl HistoryWriter {
         let tx = self.tx.as_ref().ok_or(HistoryError::Closed)?;
         // Counted before sending so that the writer never sees `queued` go below zero.
         self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        telemetry::metrics().history_queued_add(1);
         tx.send(row).map_err(|_| {
             self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+            telemetry::metrics().history_queued_add(-1);
             HistoryError::Closed
         })
     }
 
     pub fn status(&self) -> WriterStatus {
-        let s = &self.shared;
-        WriterStatus {
-            state: WriterState::from_u8(s.state.load(Ordering::Relaxed)),
-            queued: s.queued.load(Ordering::Relaxed),
-            written: s.written.load(Ordering::Relaxed),
-            duplicates: s.duplicates.load(Ordering::Relaxed),
-            retries: s.retries.load(Ordering::Relaxed),
-            last_error: s.last_error.lock().ok().and_then(|e| e.clone()),
-        }
+        status_of(&self.shared)
+    }
+
+    /// A readiness probe for the history database (see [`WriterStatus::readiness`]).
+    pub fn readiness_probe(&self) -> impl Fn() -> Check + Send + Sync + 'static {
+        let shared = Arc::clone(&self.shared);
+        move || status_of(&shared).readiness()
     }
 
     /// Stops taking rows, writes what is queued for at most `timeout`, and ends the thread.
@@ -234,6 +271,17 @@ impl Drop for HistoryWriter {
         if self.thread.is_some() {
             self.shutdown(Duration::from_secs(5));
         }
+    }
+}
+
+fn status_of(s: &Shared) -> WriterStatus {
+    WriterStatus {
+        state: WriterState::from_u8(s.state.load(Ordering::Relaxed)),
+        queued: s.queued.load(Ordering::Relaxed),
+        written: s.written.load(Ordering::Relaxed),
+        duplicates: s.duplicates.load(Ordering::Relaxed),
+        retries: s.retries.load(Ordering::Relaxed),
+        last_error: s.last_error.lock().ok().and_then(|e| e.clone()),
     }
 }
 
@@ -291,6 +339,7 @@ async fn write_loop(
                 pending.drain(..n);
                 let n = n as u64;
                 shared.queued.fetch_sub(n, Ordering::Relaxed);
+                telemetry::metrics().history_queued_add(-i64::try_from(n).unwrap_or(i64::MAX));
                 shared.written.fetch_add(inserted, Ordering::Relaxed);
                 shared
                     .duplicates

@@ -1,11 +1,14 @@
 //! The embedded-mode run loop: lines in, outputs, dead letters and late events out.
 
 use std::io::{self, BufRead, Write};
+use std::time::Instant;
 
 use super::lines::LineReader;
 use super::records::{DeadLetter, LateEvent};
 use crate::engine::{Disposition, Engine, OutputEvent};
 use crate::event::{Decoder, Event};
+use crate::telemetry::metrics::LATENCY_SAMPLE_EVERY;
+use crate::telemetry::InputCounters;
 
 /// Where a run writes.
 pub struct Sinks<'a> {
@@ -76,10 +79,15 @@ pub fn run(
         source,
         sinks,
         &mut NoHooks,
+        None,
     )
 }
 
-/// [`run`], with `hooks` around the engine (history, silences, status in `vigil run`).
+/// [`run`], with `hooks` around the engine (history, silences, status in `vigil run`), and
+/// counting into `counters` (input 0) as it goes: events, dead letters, late events, outputs,
+/// and the processing time (engine and output writing) of one event in
+/// [`LATENCY_SAMPLE_EVERY`].
+#[allow(clippy::too_many_arguments)]
 pub fn run_with(
     engine: &mut Engine,
     decoder: &Decoder,
@@ -88,10 +96,12 @@ pub fn run_with(
     source: &str,
     sinks: &mut Sinks<'_>,
     hooks: &mut dyn RunHooks,
+    counters: Option<&InputCounters>,
 ) -> io::Result<Summary> {
     let mut reader = LineReader::new(input, max_line_bytes);
     let mut summary = Summary::default();
     let mut outputs: Vec<OutputEvent> = Vec::new();
+    let mut sample_in = LATENCY_SAMPLE_EVERY;
     while let Some(line) = reader.next_line()? {
         summary.lines += 1;
         let decoded = if line.full_len > max_line_bytes {
@@ -107,6 +117,9 @@ pub fn run_with(
             Ok(event) => event,
             Err(reason) => {
                 summary.dead_lettered += 1;
+                if let Some(c) = counters {
+                    c.invalid(0);
+                }
                 let record =
                     DeadLetter::new(reason, source, line.number, &line.bytes, line.full_len);
                 serde_json::to_writer(&mut *sinks.dead_letters, &record)?;
@@ -115,9 +128,21 @@ pub fn run_with(
             }
         };
         summary.events += 1;
+        let mut started = None;
+        if let Some(c) = counters {
+            c.event(0, event.event_type());
+            sample_in -= 1;
+            if sample_in == 0 {
+                sample_in = LATENCY_SAMPLE_EVERY;
+                started = Some(Instant::now());
+            }
+        }
         outputs.clear();
         if engine.process(&event, &mut outputs) == Disposition::Late {
             summary.late += 1;
+            if let Some(c) = counters {
+                c.late(0);
+            }
             let record = LateEvent {
                 reason: "later than the allowed lateness behind its user's event time",
                 source,
@@ -133,6 +158,12 @@ pub fn run_with(
         }
         hooks.event(&event);
         write_outputs(&outputs, &mut summary, sinks.outputs, hooks)?;
+        if let Some(c) = counters {
+            outputs.iter().for_each(|o| c.output(o));
+            if let Some(started) = started {
+                c.observe_processing(started.elapsed().as_secs_f64());
+            }
+        }
     }
     sinks.outputs.flush()?;
     sinks.dead_letters.flush()?;

@@ -25,6 +25,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::stream::StreamSummary;
+use crate::telemetry::{self, InputCounters, Tally};
 
 /// Where an outgoing record goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +82,8 @@ pub struct Batch {
     pub offsets: Vec<(usize, i32, i64)>,
     /// Counts of the work in the batch, added to the run's once it commits.
     pub counts: StreamSummary,
+    /// The same work for the metrics, by input, type and rule: added to them once it commits.
+    pub tally: Tally,
 }
 
 impl Batch {
@@ -98,15 +101,23 @@ pub struct Committer {
     producer: Arc<BaseProducer>,
     topics: Arc<OutTopics>,
     timeout: Duration,
+    counters: InputCounters,
     in_flight: Option<JoinHandle<anyhow::Result<StreamSummary>>>,
 }
 
 impl Committer {
-    pub fn new(producer: Arc<BaseProducer>, topics: Arc<OutTopics>, timeout: Duration) -> Self {
+    /// `counters` receive each batch's tally when, and only when, its transaction commits.
+    pub fn new(
+        producer: Arc<BaseProducer>,
+        topics: Arc<OutTopics>,
+        timeout: Duration,
+        counters: InputCounters,
+    ) -> Self {
         Committer {
             producer,
             topics,
             timeout,
+            counters,
             in_flight: None,
         }
     }
@@ -124,9 +135,10 @@ impl Committer {
         let producer = Arc::clone(&self.producer);
         let topics = Arc::clone(&self.topics);
         let timeout = self.timeout;
+        let counters = self.counters.clone();
         let handle = std::thread::Builder::new()
             .name("vigil-commit".into())
-            .spawn(move || commit(&producer, &topics, batch, &group, timeout))
+            .spawn(move || commit(&producer, &topics, batch, &group, timeout, &counters))
             .map_err(|e| anyhow!("cannot start the committing thread: {e}"))?;
         self.in_flight = Some(handle);
         Ok(())
@@ -160,7 +172,9 @@ fn commit(
     batch: Batch,
     group: &ConsumerGroupMetadata,
     timeout: Duration,
+    counters: &InputCounters,
 ) -> anyhow::Result<StreamSummary> {
+    let started = Instant::now();
     let result = (|| -> anyhow::Result<()> {
         producer.begin_transaction()?;
         for record in batch.records {
@@ -193,11 +207,17 @@ fn commit(
         Ok(())
     })();
     match result {
-        Ok(()) => Ok(StreamSummary {
-            commits: 1,
-            ..batch.counts
-        }),
+        Ok(()) => {
+            let mut tally = batch.tally;
+            counters.record(&mut tally);
+            telemetry::metrics().transaction_committed(started.elapsed().as_secs_f64());
+            Ok(StreamSummary {
+                commits: 1,
+                ..batch.counts
+            })
+        }
         Err(e) => {
+            telemetry::metrics().transaction_aborted();
             // An abortable error leaves the producer usable, but the engines hold the aborted
             // work either way: the session ends and the next one restores them.
             let _ = producer.abort_transaction(timeout);

@@ -29,6 +29,7 @@ use super::client_config;
 use crate::config::KafkaConfig;
 use crate::engine::OutputEvent;
 use crate::history::{HistoryRow, HistoryWriter, WriterOptions, WriterState, WriterStatus};
+use crate::telemetry::Check;
 
 /// Rows handed to the writer and not yet stored, past which the sink stops reading.
 const MAX_QUEUED: u64 = 50_000;
@@ -109,6 +110,15 @@ impl HistorySink {
         self.writer_status.lock().ok().and_then(|s| s.clone())
     }
 
+    /// A readiness probe for the history database (see [`WriterStatus::readiness`]).
+    pub fn readiness_probe(&self) -> impl Fn() -> Check + Send + Sync + 'static {
+        let status = Arc::clone(&self.writer_status);
+        move || match status.lock().ok().and_then(|s| s.clone()) {
+            Some(s) => s.readiness(),
+            None => Check::ready("starting"),
+        }
+    }
+
     /// Stores what was read, and with `read_to_end` first reads on to the end of the topics
     /// (a run that ended because its input did: its history should be complete), waiting at
     /// most `drain`; commits what was stored, and stops. What is left is read by the next run.
@@ -171,15 +181,19 @@ fn sink_loop(
         match status.state {
             WriterState::Degraded if !degraded => {
                 degraded = true;
-                eprintln!(
-                    "vigil: history: the database is unreachable ({}); outputs go on, their \
-                     history waits and is retried",
-                    status.last_error.as_deref().unwrap_or("no answer")
+                tracing::warn!(
+                    error = status.last_error.as_deref().unwrap_or("no answer"),
+                    queued = status.queued,
+                    "history: the database is unreachable; outputs go on, their history waits \
+                     and is retried"
                 );
             }
             WriterState::Connected if degraded => {
                 degraded = false;
-                eprintln!("vigil: history: the database is back; catching up");
+                tracing::info!(
+                    queued = status.queued,
+                    "history: the database is back; catching up"
+                );
             }
             _ => {}
         }

@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::{CStr, CString};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,11 +38,12 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use super::client_config;
 use super::commit::{Batch, Committer, OutRecord, OutTopic, OutTopics};
 use crate::config::KafkaConfig;
-use crate::engine::{Disposition, Engine, EngineConfig, OutputEvent, StateRecord};
+use crate::engine::{Disposition, Engine, EngineConfig, OutputEvent, RestoreError, StateRecord};
 use crate::event::{DecodeError, Decoder, Event};
 use crate::rules::{RuleKind, RuleSet};
 use crate::shared::buffer::{silence_for, StatusBuffer};
 use crate::shared::SharedState;
+use crate::telemetry::{self, Check, InputCounters, Readiness};
 
 /// Largest payload copied whole to the dead-letter or late-events topic: under the broker's
 /// default `message.max.bytes` (1 MiB), headers included.
@@ -60,6 +61,57 @@ pub struct StreamOptions {
     pub stop: Arc<AtomicBool>,
     /// Silences to honour and the status to keep (Redis, or in process).
     pub shared: Option<Arc<SharedState>>,
+    /// What the loop tells readiness (see [`StreamStatus::register`]).
+    pub status: Arc<StreamStatus>,
+}
+
+/// The run loop's state as readiness sees it: written by the loop, read by the HTTP thread.
+#[derive(Debug, Default)]
+pub struct StreamStatus {
+    /// True while a session is in the consumer group (from its start to its end).
+    session: AtomicBool,
+    /// Input partitions assigned, as of the loop's last look (about once a second).
+    assigned: AtomicUsize,
+    /// Tasks whose engine is in memory.
+    tasks: AtomicUsize,
+    /// 1 + the task being restored from the changelog; 0 when none is.
+    restoring: AtomicI64,
+}
+
+impl StreamStatus {
+    /// Registers the conditions "partitions assigned" and "state restored" with `readiness`.
+    pub fn register(self: &Arc<Self>, readiness: &Readiness) {
+        let status = Arc::clone(self);
+        readiness.register("partitions assigned", move || status.partitions());
+        let status = Arc::clone(self);
+        readiness.register("state restored", move || status.restored());
+    }
+
+    fn partitions(&self) -> Check {
+        if !self.session.load(Ordering::Relaxed) {
+            return Check::not_ready("not in the consumer group (starting, or starting again)");
+        }
+        match self.assigned.load(Ordering::Relaxed) {
+            0 => Check::not_ready(
+                "no input partitions assigned (joining the group, or more instances than \
+                 partitions)",
+            ),
+            n => Check::ready(format!("{n} input partitions")),
+        }
+    }
+
+    fn restored(&self) -> Check {
+        if !self.session.load(Ordering::Relaxed) {
+            return Check::not_ready("not in the consumer group (starting, or starting again)");
+        }
+        match self.restoring.load(Ordering::Relaxed) {
+            0 => Check::ready(format!(
+                "{} tasks in memory (a task is restored when its first record arrives)",
+                self.tasks.load(Ordering::Relaxed)
+            )),
+            p => Check::not_ready(format!("restoring task {} from the changelog", p - 1)),
+        }
+    }
 }
 
 /// Totals of committed work over the whole run.
@@ -126,13 +178,16 @@ pub fn run(config: &KafkaConfig, options: &StreamOptions) -> anyhow::Result<Stre
                 if started.elapsed() > Duration::from_secs(60) {
                     backoff = Duration::from_millis(500);
                 }
-                log(&format!(
-                    "{e:#}; starting again in {} ms (nothing uncommitted is lost: it is \
-                     processed again from the committed offsets)",
-                    backoff.as_millis()
-                ));
+                let backoff_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX);
+                tracing::warn!(
+                    error = %format!("{e:#}"),
+                    backoff_ms,
+                    "the session failed; starting again in {backoff_ms} ms (nothing uncommitted \
+                     is lost: it is processed again from the committed offsets)"
+                );
                 let until = Instant::now() + backoff;
                 while Instant::now() < until {
+                    telemetry::heartbeat().beat();
                     if options.stop.load(Ordering::Relaxed) {
                         return Ok(summary);
                     }
@@ -142,10 +197,6 @@ pub fn run(config: &KafkaConfig, options: &StreamOptions) -> anyhow::Result<Stre
             }
         }
     }
-}
-
-fn log(message: &str) {
-    eprintln!("vigil: {message}");
 }
 
 enum SessionError {
@@ -181,7 +232,7 @@ impl ConsumerContext for RebalanceFlag {
             *happened = true;
         }
         if let Rebalance::Error(e) = rebalance {
-            log(&format!("rebalance error: {e}"));
+            tracing::warn!(error = %e, "rebalance error");
         }
     }
 }
@@ -229,7 +280,23 @@ struct Session<'a> {
     timeout: Duration,
     last_input: Instant,
     /// What the shared state gets at the next hand-off.
-    status: StatusBuffer,
+    shared_status: StatusBuffer,
+    /// The input counters, resolved once; the batch's tally is added to them on commit.
+    counters: InputCounters,
+    /// Records until the next one whose processing time is measured.
+    sample_in: u32,
+    /// Whether the state's bytes should be measured at the next gauge update (the tasks
+    /// changed since the last measurement).
+    measure_bytes: bool,
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        let status = &self.options.status;
+        status.session.store(false, Ordering::Relaxed);
+        status.assigned.store(0, Ordering::Relaxed);
+        status.tasks.store(0, Ordering::Relaxed);
+    }
 }
 
 impl<'a> Session<'a> {
@@ -307,15 +374,23 @@ impl<'a> Session<'a> {
         let topics = Arc::new(topics);
         let inputs: Vec<&str> = topics.inputs.iter().map(String::as_str).collect();
         consumer.subscribe(&inputs)?;
-        log(&format!(
-            "instance {instance} consuming {} in group {}",
-            inputs.join(", "),
-            config.group
-        ));
+        tracing::info!(
+            instance = %instance,
+            topics = %inputs.join(", "),
+            group = %config.group,
+            "consuming the input topics"
+        );
+        let counters = telemetry::metrics().input_counters(&inputs);
+        options.status.session.store(true, Ordering::Relaxed);
         Ok(Session {
             options,
             config,
-            committer: Committer::new(Arc::new(producer), Arc::clone(&topics), timeout),
+            committer: Committer::new(
+                Arc::new(producer),
+                Arc::clone(&topics),
+                timeout,
+                counters.clone(),
+            ),
             topics,
             inputs_c,
             consumer,
@@ -324,7 +399,10 @@ impl<'a> Session<'a> {
             batch: Batch::default(),
             timeout,
             last_input: Instant::now(),
-            status: StatusBuffer::new(&options.rules),
+            shared_status: StatusBuffer::new(&options.rules),
+            counters,
+            sample_in: telemetry::metrics::LATENCY_SAMPLE_EVERY,
+            measure_bytes: true,
         })
     }
 
@@ -334,7 +412,18 @@ impl<'a> Session<'a> {
         );
         let mut last_commit = Instant::now();
         let mut last_report = Instant::now();
+        let mut last_gauges: Option<Instant> = None;
+        let mut last_bytes = Instant::now();
         loop {
+            telemetry::heartbeat().beat();
+            if last_gauges.is_none_or(|at| at.elapsed() >= GAUGES_EVERY) {
+                let with_bytes = self.measure_bytes || last_bytes.elapsed() >= BYTES_EVERY;
+                if with_bytes {
+                    last_bytes = Instant::now();
+                }
+                last_gauges = Some(Instant::now());
+                self.update_gauges(with_bytes);
+            }
             if last_report.elapsed() >= Duration::from_secs(10) {
                 last_report = Instant::now();
                 let buffered: usize = self
@@ -343,14 +432,22 @@ impl<'a> Session<'a> {
                     .flat_map(|t| t.inputs.iter())
                     .map(|i| i.buffered.len())
                     .sum();
-                log(&format!(
-                    "progress: {summary}; tasks {:?}, {buffered} records buffered",
-                    self.tasks.keys().collect::<Vec<_>>()
-                ));
+                tracing::info!(
+                    events = summary.events,
+                    alerts = summary.alerts,
+                    milestones = summary.milestones,
+                    late = summary.late,
+                    dead_lettered = summary.dead_lettered,
+                    commits = summary.commits,
+                    aborts = summary.aborts,
+                    tasks = ?self.tasks.keys().collect::<Vec<_>>(),
+                    buffered,
+                    "progress"
+                );
             }
             if self.options.stop.load(Ordering::Relaxed) {
                 self.commit_all(summary)?;
-                log("stopped: the open transaction is committed");
+                tracing::info!("stopped: the open transaction is committed");
                 return Ok(());
             }
             let mut received = 0;
@@ -372,7 +469,7 @@ impl<'a> Session<'a> {
                     Err(e @ KafkaError::MessageConsumptionFatal(_)) => {
                         return Err(SessionError::Retry(e.into()))
                     }
-                    Err(e) => log(&format!("consumer: {e}")),
+                    Err(e) => tracing::warn!(error = %e, "consumer error"),
                 }
             }
             self.after_rebalance(summary)?;
@@ -393,7 +490,7 @@ impl<'a> Session<'a> {
             if let Some(idle) = self.options.exit_when_idle {
                 if self.last_input.elapsed() >= idle && self.all_processed() {
                     self.commit_all(summary)?;
-                    log("idle: every assigned partition is processed and committed");
+                    tracing::info!("idle: every assigned partition is processed and committed");
                     return Ok(());
                 }
             }
@@ -420,12 +517,65 @@ impl<'a> Session<'a> {
         // and its offsets are bound to that generation: it commits whole or not at all. What
         // was gathered since is dropped with the engines.
         if let Err(e) = self.settle(summary) {
-            log(&format!("{e:#} (around a rebalance)"));
+            tracing::warn!(error = %format!("{e:#}"), "the transaction in flight failed around a rebalance");
         }
         self.batch = Batch::default();
         self.tasks.clear();
-        log("partitions assigned anew (a rebalance); each task is restored from the changelog");
+        self.update_gauges(true);
+        tracing::info!(
+            "partitions assigned anew (a rebalance); each task is restored from the changelog"
+        );
         Ok(())
+    }
+
+    /// Sets the gauges (assigned partitions, consumer lag, users and, when `with_bytes`, bytes
+    /// in state) and the readiness status. About once a second: the bytes walk every key's
+    /// state, so they are measured every 10 s and when the tasks change.
+    fn update_gauges(&mut self, with_bytes: bool) {
+        let mut lag = vec![0i64; self.topics.inputs.len()];
+        let mut assigned = 0usize;
+        if let Ok(assignment) = self.consumer.assignment() {
+            let positions = self.consumer.position().ok();
+            for e in assignment.elements() {
+                let Some(input) = self.topics.inputs.iter().position(|n| n == e.topic()) else {
+                    continue;
+                };
+                assigned += 1;
+                let Some(high) =
+                    high_watermark(&self.consumer, &self.inputs_c[input], e.partition())
+                else {
+                    continue;
+                };
+                // The next record to process: the first one buffered, else where the consumer
+                // stands (past transaction markers), else where the task resumed. A partition
+                // this session has received nothing from yet counts as caught up.
+                let slot = self.tasks.get(&e.partition()).map(|t| &t.inputs[input]);
+                let next = match slot.and_then(|s| s.buffered.front()) {
+                    Some(head) => Some(head.message.offset()),
+                    None => positions
+                        .as_ref()
+                        .and_then(|p| super::offset_in(p, e.topic(), e.partition()))
+                        .or_else(|| slot.and_then(|s| s.received_to)),
+                };
+                if let Some(next) = next {
+                    lag[input] += (high - next).max(0);
+                }
+            }
+        }
+        for (input, records) in lag.into_iter().enumerate() {
+            self.counters.set_lag(input, records);
+        }
+        let users = self.tasks.values().map(|t| t.engine.keys_in_state()).sum();
+        let bytes = with_bytes.then(|| self.tasks.values().map(|t| t.engine.state_bytes()).sum());
+        if with_bytes {
+            self.measure_bytes = false;
+        }
+        let metrics = telemetry::metrics();
+        metrics.set_assigned_partitions(assigned);
+        metrics.set_state(users, bytes);
+        let status = &self.options.status;
+        status.assigned.store(assigned, Ordering::Relaxed);
+        status.tasks.store(self.tasks.len(), Ordering::Relaxed);
     }
 
     fn receive(&mut self, message: OwnedMessage) -> Result<(), SessionError> {
@@ -436,6 +586,9 @@ impl<'a> Session<'a> {
         if !self.tasks.contains_key(&partition) {
             let task = self.restore_task(partition)?;
             self.tasks.insert(partition, task);
+            self.measure_bytes = true;
+            let status = &self.options.status;
+            status.tasks.store(self.tasks.len(), Ordering::Relaxed);
         }
         let Some(task) = self.tasks.get_mut(&partition) else {
             return Ok(());
@@ -456,6 +609,8 @@ impl<'a> Session<'a> {
     /// engine from it.
     fn restore_task(&mut self, partition: i32) -> Result<Task, SessionError> {
         let started = Instant::now();
+        let options = self.options;
+        let _restoring = Restoring::new(&options.status.restoring, partition);
         let mut reader_config = client_config(self.config);
         reader_config
             .set("group.id", format!("{}-restore", self.config.group))
@@ -475,6 +630,7 @@ impl<'a> Session<'a> {
         // An empty changelog has no end to reach: librdkafka signals EOF only after a fetch.
         let mut at_end = high <= low;
         while !at_end {
+            telemetry::heartbeat().beat();
             match reader.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
                     last_progress = Instant::now();
@@ -490,7 +646,9 @@ impl<'a> Session<'a> {
                 Some(Err(KafkaError::PartitionEOF(_))) => {
                     at_end = position(&reader, &self.topics.state, partition)? >= high;
                 }
-                Some(Err(e)) => log(&format!("changelog reader: {e}")),
+                Some(Err(e)) => {
+                    tracing::warn!(task = partition, error = %e, "changelog reader error")
+                }
                 None => {
                     if last_progress.elapsed() > self.timeout {
                         return Err(SessionError::Retry(anyhow!(
@@ -508,12 +666,26 @@ impl<'a> Session<'a> {
             self.options.engine.clone(),
             records,
         )
-        .map_err(|e| SessionError::Fatal(anyhow!("task {partition}: {e}")))?;
-        log(&format!(
-            "task {partition}: state restored from {n} changelog records ({} keys) in {} ms",
-            engine.keys_in_state(),
-            started.elapsed().as_millis()
-        ));
+        .map_err(|e| {
+            // The record's key holds a user id: only debug logs may show it.
+            tracing::debug!(task = partition, error = %e, "the changelog cannot be restored");
+            let why = match e {
+                RestoreError::Corrupt { reason, .. } => {
+                    format!("a changelog record is not Vigil state: {reason}")
+                }
+                RestoreError::Format { found, .. } => {
+                    format!("a changelog record has format {found}, which this Vigil does not read")
+                }
+            };
+            SessionError::Fatal(anyhow!("task {partition}: {why}"))
+        })?;
+        tracing::info!(
+            task = partition,
+            records = n,
+            keys = engine.keys_in_state(),
+            elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "state restored"
+        );
         // Where each input partition of the task resumes: a partition whose committed offset
         // is its end has nothing to wait for.
         let mut inputs: Vec<InputPartition> = (0..self.topics.inputs.len())
@@ -561,7 +733,16 @@ impl<'a> Session<'a> {
                 };
                 task.inputs[input].processed_to = Some(record.message.offset() + 1);
                 outputs.clear();
-                self.process_record(partition, record, &mut outputs)?;
+                self.sample_in -= 1;
+                if self.sample_in == 0 {
+                    self.sample_in = telemetry::metrics::LATENCY_SAMPLE_EVERY;
+                    let started = Instant::now();
+                    self.process_record(partition, input, record, &mut outputs)?;
+                    self.counters
+                        .observe_processing(started.elapsed().as_secs_f64());
+                } else {
+                    self.process_record(partition, input, record, &mut outputs)?;
+                }
             }
         }
         Ok(())
@@ -570,6 +751,7 @@ impl<'a> Session<'a> {
     fn process_record(
         &mut self,
         partition: i32,
+        input: usize,
         record: Record,
         outputs: &mut Vec<OutputEvent>,
     ) -> Result<(), SessionError> {
@@ -578,6 +760,7 @@ impl<'a> Session<'a> {
             Ok(event) => event,
             Err(reason) => {
                 self.batch.counts.dead_lettered += 1;
+                self.batch.tally.invalid(input);
                 forward(
                     &mut self.batch,
                     OutTopic::DeadLetter,
@@ -592,8 +775,10 @@ impl<'a> Session<'a> {
             return Ok(());
         };
         self.batch.counts.events += 1;
+        self.batch.tally.event(input, event.event_type());
         if task.engine.process(&event, outputs) == Disposition::Late {
             self.batch.counts.late += 1;
+            self.batch.tally.late(input);
             let behind = task
                 .engine
                 .user_clock(&event.user_id)
@@ -609,13 +794,15 @@ impl<'a> Session<'a> {
         }
         let shared = self.options.shared.as_deref();
         if shared.is_some() {
-            self.status.event(&event.user_id, event.time.millis());
+            self.shared_status
+                .event(&event.user_id, event.time.millis());
         }
         for output in outputs.iter() {
             let silence = shared.and_then(|s| silence_for(s, output));
             if shared.is_some() {
-                self.status.output(output, silence.is_some());
+                self.shared_status.output(output, silence.is_some());
             }
+            self.batch.tally.output(output);
             let topic = match output.kind() {
                 RuleKind::Alert if silence.is_some() => {
                     self.batch.counts.alerts += 1;
@@ -673,7 +860,7 @@ impl<'a> Session<'a> {
     /// starts committing it. The previous one must be settled.
     fn hand_off(&mut self) -> Result<(), SessionError> {
         if let Some(shared) = &self.options.shared {
-            self.status.hand_to(shared);
+            self.shared_status.hand_to(shared);
         }
         let mut batch = std::mem::take(&mut self.batch);
         let mut changes = Vec::new();
@@ -741,6 +928,29 @@ impl<'a> Session<'a> {
                     && high.is_some()
                     && self.last_input.elapsed() > Duration::from_secs(1))
         })
+    }
+}
+
+/// How often the loop sets the gauges (lag, state, assigned partitions) and readiness.
+const GAUGES_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the bytes in state are measured (also whenever the tasks change): measuring walks
+/// every key's state.
+const BYTES_EVERY: Duration = Duration::from_secs(10);
+
+/// Marks a task as being restored for readiness, until dropped (on every way out).
+struct Restoring<'a>(&'a AtomicI64);
+
+impl<'a> Restoring<'a> {
+    fn new(slot: &'a AtomicI64, partition: i32) -> Self {
+        slot.store(i64::from(partition) + 1, Ordering::Relaxed);
+        Restoring(slot)
+    }
+}
+
+impl Drop for Restoring<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Relaxed);
     }
 }
 

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::history::HistoryStore;
+use crate::telemetry::metrics::Dependency;
+use crate::telemetry::Check;
 use redis_store::RedisStore;
 use silence::SilenceSet;
 use status::{LocalStatus, StatusOutput, UserStatus};
@@ -78,6 +80,25 @@ pub struct SharedStatus {
     pub retries: u64,
     pub silences: usize,
     pub last_error: Option<String>,
+}
+
+impl SharedStatus {
+    /// What `/readyz` says of it: Redis away is degraded, not unready, since the engine goes
+    /// on and the status catches up.
+    pub fn readiness(&self) -> Check {
+        let queued = self.queued_outputs + self.queued_users;
+        if self.reachable {
+            Check::ready(format!(
+                "{}; {} silences; {queued} changes queued",
+                self.backend, self.silences
+            ))
+        } else {
+            Check::degraded(format!(
+                "unreachable, retrying ({}); {queued} changes wait",
+                self.last_error.as_deref().unwrap_or("no answer")
+            ))
+        }
+    }
 }
 
 enum Message {
@@ -176,6 +197,17 @@ impl SharedState {
 
     pub fn status(&self) -> SharedStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The readiness condition of the shared state, for `/readyz`.
+    pub fn readiness_probe(&self) -> impl Fn() -> Check + Send + Sync + 'static {
+        let status = Arc::clone(&self.status);
+        move || {
+            status
+                .lock()
+                .map(|s| s.readiness())
+                .unwrap_or_else(|_| Check::not_ready("the shared-state thread panicked"))
+        }
     }
 
     /// A user's status in the in-process store (`None` with Redis: read Redis).
@@ -385,7 +417,7 @@ impl Worker {
                         self.touched.clear();
                         self.outputs.drain(..take);
                         if self.retry_at.take().is_some() {
-                            eprintln!("vigil: shared state: Redis is back; catching up");
+                            tracing::warn!("shared state: Redis is back; catching up");
                         }
                         self.backoff = FIRST_RETRY;
                         update(&status, |s| {
@@ -399,11 +431,13 @@ impl Worker {
                     }
                     Err(e) => {
                         if self.retry_at.is_none() {
-                            eprintln!(
-                                "vigil: shared state: Redis is unreachable ({e}); status \
-                                 writes are queued and retried"
+                            tracing::warn!(
+                                error = %e,
+                                "shared state: Redis is unreachable; status writes are queued \
+                                 and retried"
                             );
                         }
+                        crate::telemetry::metrics().dependency_retry(Dependency::Redis);
                         self.retry_at = Some(Instant::now() + self.backoff);
                         self.backoff = (self.backoff * 2).min(LAST_RETRY);
                         update(&status, |s| {
