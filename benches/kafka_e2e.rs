@@ -87,17 +87,6 @@ fn commit_interval() -> Duration {
 }
 /// How often the committed offsets are polled.
 const POLL_EVERY: Duration = Duration::from_millis(50);
-/// The topic tables of `vigil.toml`, and the names they get (after the prefix).
-const TOPIC_TABLES: [(&str, &str); 8] = [
-    ("health-events", "health-events"),
-    ("biometric-updates", "biometric-updates"),
-    ("alerts", "alerts"),
-    ("milestones", "milestones"),
-    ("dead-letter", "dead-letter"),
-    ("late-events", "late-events"),
-    ("silenced", "alerts-silenced"),
-    ("state", "vigil-state"),
-];
 const INPUTS: [&str; 2] = ["health-events", "biometric-updates"];
 const BARE_OUT: &str = "bare-out";
 
@@ -348,7 +337,7 @@ impl Broker {
              [kafka.streaming]\ncommit-interval = \"{}ms\"\n",
             commit_interval().as_millis()
         );
-        for (table, _) in TOPIC_TABLES {
+        for (table, _) in kafka_env::TOPICS {
             // Retention "forever": the records carry 2024 event times as timestamps, which a
             // time-based retention would delete at the broker's next check.
             write!(
@@ -358,7 +347,7 @@ impl Broker {
             .expect("write");
         }
         std::fs::write(&prefix.config, text).expect("write config");
-        for (_, topic) in TOPIC_TABLES {
+        for (_, topic) in kafka_env::TOPICS {
             self.topics.push(prefix.topic(topic));
         }
         self.topics.push(prefix.topic(BARE_OUT));

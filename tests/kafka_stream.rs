@@ -28,22 +28,11 @@ use vigil::simulate::{simulate, SimConfig};
 mod database;
 #[path = "common/kafka.rs"]
 mod kafka_env;
+use kafka_env::TOPICS;
 #[path = "common/redis.rs"]
 mod redis_env;
 
 const PARTITIONS: i32 = 3;
-
-/// Vigil's topics: their table in `vigil.toml`, and their default name.
-const TOPICS: [(&str, &str); 8] = [
-    ("health-events", "health-events"),
-    ("biometric-updates", "biometric-updates"),
-    ("alerts", "alerts"),
-    ("milestones", "milestones"),
-    ("dead-letter", "dead-letter"),
-    ("late-events", "late-events"),
-    ("silenced", "alerts-silenced"),
-    ("state", "vigil-state"),
-];
 
 /// The input topic an event type travels on: what people report, and what devices measure.
 fn topic_index(ty: EventType) -> usize {
@@ -986,10 +975,11 @@ fn the_status_in_redis_matches_the_topics_through_a_redis_outage() {
     };
     let f = Fixture::new(brokers);
     let events = events(6, 2);
-    let want = expected(&events);
     // The first half of the input (by event time) is processed, and its status written, with
     // Redis up; Redis stops; the second half is processed while it is away: its outputs still
-    // reach the topics. Redis returns, and the status catches up.
+    // reach the topics. Redis returns, and the status catches up. (The second half arrives
+    // live, so which of its events are late depends on which input topic the broker delivers
+    // first: the status is compared with what the topics hold, not with a file-mode run.)
     let mut times: Vec<i64> = events.iter().map(|e| e.time.millis()).collect();
     times.sort_unstable();
     let cut = times[times.len() / 2];
@@ -1020,14 +1010,22 @@ fn the_status_in_redis_matches_the_topics_through_a_redis_outage() {
         "r",
         "the outputs should reach the topics, and the run notice the outage, while Redis is down",
         Duration::from_secs(120),
-        || f.log("r").contains("Redis is unreachable") && f.outputs().len() == want.len(),
+        || {
+            f.log("r").contains("Redis is unreachable")
+                && f.committed_offsets() == events.len() as i64
+        },
     );
     restart.now();
     f.wait(child, "r", Duration::from_secs(240));
     let log = f.log("r");
     assert!(log.contains("Redis is back"), "{log}");
     assert!(!log.contains("not written"), "{log}");
-    assert_same(&f.outputs(), &want);
+    let want = f.cloud_events(&["alerts", "milestones", "alerts-silenced"]);
+    assert!(
+        want.len() > 20,
+        "the input should raise outputs: {}",
+        want.len()
+    );
 
     // Per user: the open firings, the counts, the last event time, as the topics say.
     let mut users: BTreeMap<String, (u64, u64, u64, BTreeMap<String, i64>)> = BTreeMap::new();

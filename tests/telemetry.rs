@@ -22,20 +22,9 @@ use vigil::event::{EventType, Topic};
 
 #[path = "common/kafka.rs"]
 mod kafka_env;
+use kafka_env::TOPICS;
 
 const PARTITIONS: i32 = 2;
-
-/// Vigil's topics: their table in `vigil.toml`, and their default name.
-const TOPICS: [(&str, &str); 8] = [
-    ("health-events", "health-events"),
-    ("biometric-updates", "biometric-updates"),
-    ("alerts", "alerts"),
-    ("milestones", "milestones"),
-    ("dead-letter", "dead-letter"),
-    ("late-events", "late-events"),
-    ("silenced", "alerts-silenced"),
-    ("state", "vigil-state"),
-];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -19,3 +19,16 @@ pub fn brokers() -> Option<String> {
         }
     }
 }
+
+/// Vigil's topics: their table in `vigil.toml`, and their default name.
+#[allow(dead_code)] // not every user of this file provisions topics
+pub const TOPICS: [(&str, &str); 8] = [
+    ("health-events", "health-events"),
+    ("biometric-updates", "biometric-updates"),
+    ("alerts", "alerts"),
+    ("milestones", "milestones"),
+    ("dead-letter", "dead-letter"),
+    ("late-events", "late-events"),
+    ("silenced", "alerts-silenced"),
+    ("state", "vigil-state"),
+];
