@@ -943,6 +943,11 @@ impl Vigil {
         if let Some(idle) = exit_when_idle {
             c.args(["--exit-when-idle", idle]);
         }
+        // Without Redis unless asked (VIGIL_BENCH_REDIS=1): the shared status is then kept in
+        // the process, as the figures before it existed were measured.
+        if std::env::var_os("VIGIL_BENCH_REDIS").is_none() {
+            c.env_remove("VIGIL_REDIS_URL");
+        }
         c.env("VIGIL_KAFKA_BROKERS", &broker.brokers)
             .env("VIGIL_KAFKA_TOPIC_PREFIX", &prefix.prefix)
             .env("VIGIL_KAFKA_GROUP", group)

@@ -174,10 +174,20 @@ impl LocalStatus {
         }
     }
 
+    /// Forgets dedup and cooldown entries that have expired (once per write, not per output:
+    /// the walk is over every entry).
+    pub fn prune(&mut self, now: Instant) {
+        self.dedup.retain(|_, expiry| *expiry > now);
+        self.cooldowns.retain(|_, (_, until)| *until > now);
+    }
+
     /// Applies an output once; `false` when its id was applied before.
     pub fn apply(&mut self, output: &StatusOutput, now: Instant) -> bool {
-        self.dedup.retain(|_, expiry| *expiry > now);
-        if self.dedup.contains_key(&output.id) {
+        if self
+            .dedup
+            .get(&output.id)
+            .is_some_and(|expiry| *expiry > now)
+        {
             return false;
         }
         self.dedup.insert(output.id.clone(), now + DEDUP_TTL);
