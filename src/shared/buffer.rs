@@ -3,34 +3,25 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use rustc_hash::FxHashMap;
 
-use super::silence::{Silence, SilenceSet};
+use super::silence::Silence;
 use super::status::{cooldowns, StatusOutput};
 use super::SharedState;
 use crate::engine::{AlertState, OutputEvent};
 use crate::rules::{RuleKind, RuleSet};
 
-/// The silence keeping `output` off the alerts output, if any: only firings are silenced.
-pub fn covering<'a>(
-    silences: &'a SilenceSet,
-    output: &OutputEvent,
-    now: DateTime<Utc>,
-) -> Option<&'a Silence> {
-    if output.data.kind != RuleKind::Alert || output.data.state != Some(AlertState::Firing) {
-        return None;
-    }
-    silences.covering(&output.subject, &output.data.rule_id, now)
-}
-
 /// The silence keeping `output` off the alerts output, from the latest silences `shared` has
 /// read: only firings are looked up, and they are rare next to events.
 pub fn silence_for(shared: &SharedState, output: &OutputEvent) -> Option<Silence> {
-    if output.data.state != Some(AlertState::Firing) {
+    if output.data.kind != RuleKind::Alert || output.data.state != Some(AlertState::Firing) {
         return None;
     }
-    covering(&shared.silences(), output, Utc::now()).cloned()
+    shared
+        .silences()
+        .covering(&output.subject, &output.data.rule_id, Utc::now())
+        .cloned()
 }
 
 /// Last event times (coalesced per user) and outputs since the last hand-over.
