@@ -138,6 +138,11 @@ pub struct StreamingConfig {
     /// `transaction.timeout.ms`: how long the broker waits before aborting the transaction
     /// of an instance that died and never came back.
     pub transaction_timeout_ms: i64,
+    /// Threads that process this instance's tasks (decoding, the engine, state changes) in
+    /// parallel, like Kafka Streams' `num.stream.threads` but under one consumer and one
+    /// transaction. `None`: one per core. A task is processed by one thread at a time, so more
+    /// threads than assigned partitions are idle.
+    pub threads: Option<usize>,
 }
 
 impl Default for StreamingConfig {
@@ -147,6 +152,7 @@ impl Default for StreamingConfig {
             commit_interval_ms: 20,
             max_task_idle_ms: 100,
             transaction_timeout_ms: 30_000,
+            threads: None,
         }
     }
 }
@@ -364,6 +370,7 @@ struct StreamingLayer {
     commit_interval: Option<Spanned<String>>,
     max_task_idle: Option<Spanned<String>>,
     transaction_timeout: Option<Spanned<String>>,
+    threads: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -727,6 +734,16 @@ impl StreamingConfig {
                 self.instance_id = Some(id.into_inner());
             }
         }
+        if let Some(threads) = layer.threads {
+            match usize::try_from(*threads.get_ref()) {
+                Ok(n) if (1..=MAX_THREADS).contains(&n) => self.threads = Some(n),
+                _ => problems.push(Diagnostic::new(
+                    file,
+                    threads.span(),
+                    format!("streaming.threads must be between 1 and {MAX_THREADS}"),
+                )),
+            }
+        }
         for (value, target, what) in [
             (
                 layer.commit_interval,
@@ -750,6 +767,18 @@ impl StreamingConfig {
                 }
             }
         }
+    }
+}
+
+/// More processing threads than this is a typo, not a machine.
+const MAX_THREADS: usize = 256;
+
+impl StreamingConfig {
+    /// The processing threads to run: as configured, else one per core.
+    pub fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
     }
 }
 

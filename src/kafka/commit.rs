@@ -102,7 +102,16 @@ pub struct Committer {
     topics: Arc<OutTopics>,
     timeout: Duration,
     counters: InputCounters,
-    in_flight: Option<JoinHandle<anyhow::Result<StreamSummary>>>,
+    in_flight: Option<JoinHandle<anyhow::Result<Committed>>>,
+    /// The last committed batch's record buffer, emptied, for the next batch: a fresh one
+    /// would grow through page faults at every transaction.
+    spare: Vec<OutRecord>,
+}
+
+/// What the committing thread hands back.
+struct Committed {
+    summary: StreamSummary,
+    records: Vec<OutRecord>,
 }
 
 impl Committer {
@@ -119,6 +128,7 @@ impl Committer {
             timeout,
             counters,
             in_flight: None,
+            spare: Vec::new(),
         }
     }
 
@@ -149,9 +159,21 @@ impl Committer {
     pub fn finish(&mut self) -> anyhow::Result<StreamSummary> {
         match self.in_flight.take() {
             None => Ok(StreamSummary::default()),
-            Some(handle) => handle
-                .join()
-                .map_err(|_| anyhow!("the committing thread panicked"))?,
+            Some(handle) => {
+                let committed = handle
+                    .join()
+                    .map_err(|_| anyhow!("the committing thread panicked"))??;
+                self.spare = committed.records;
+                Ok(committed.summary)
+            }
+        }
+    }
+
+    /// An empty batch to gather the next transaction in, reusing the last one's buffer.
+    pub fn spare_batch(&mut self) -> Batch {
+        Batch {
+            records: std::mem::take(&mut self.spare),
+            ..Batch::default()
         }
     }
 }
@@ -173,11 +195,12 @@ fn commit(
     group: &ConsumerGroupMetadata,
     timeout: Duration,
     counters: &InputCounters,
-) -> anyhow::Result<StreamSummary> {
+) -> anyhow::Result<Committed> {
     let started = Instant::now();
+    let mut records = batch.records;
     let result = (|| -> anyhow::Result<()> {
         producer.begin_transaction()?;
-        for record in batch.records {
+        for record in records.drain(..) {
             let mut out = BaseRecord::<[u8], [u8]>::to(topics.name(record.topic));
             if let Some(partition) = record.partition {
                 out = out.partition(partition);
@@ -211,9 +234,12 @@ fn commit(
             let mut tally = batch.tally;
             counters.record(&mut tally);
             telemetry::metrics().transaction_committed(started.elapsed().as_secs_f64());
-            Ok(StreamSummary {
-                commits: 1,
-                ..batch.counts
+            Ok(Committed {
+                summary: StreamSummary {
+                    commits: 1,
+                    ..batch.counts
+                },
+                records,
             })
         }
         Err(e) => {

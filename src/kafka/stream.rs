@@ -29,9 +29,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _};
+use rayon::prelude::*;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -43,7 +44,7 @@ use crate::event::{DecodeError, Decoder, Event};
 use crate::rules::{RuleKind, RuleSet};
 use crate::shared::buffer::{silence_for, StatusBuffer};
 use crate::shared::SharedState;
-use crate::telemetry::{self, Check, InputCounters, Readiness};
+use crate::telemetry::{self, Check, InputCounters, Readiness, Tally};
 
 /// Largest payload copied whole to the dead-letter or late-events topic: under the broker's
 /// default `message.max.bytes` (1 MiB), headers included.
@@ -237,31 +238,130 @@ impl ConsumerContext for RebalanceFlag {
     }
 }
 
-/// One buffered input record, decoded on arrival.
+/// One buffered input record: what processing needs of a Kafka message, copied out of
+/// librdkafka's buffer on arrival. The bytes stay for the dead-letter and late-events topics;
+/// the task's thread decodes them.
 struct Record {
-    message: OwnedMessage,
-    decoded: Result<Event, String>,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    /// `None` until the task's thread has decoded the record.
+    decoded: Option<Result<Event, String>>,
     /// Where the record sorts in its task's merge: its event time, or the earliest possible
-    /// time for a record that only goes to the dead-letter topic.
+    /// time for a record that only goes to the dead-letter topic. Set when decoded.
     merge_time: i64,
+}
+
+impl Record {
+    fn copied(message: &BorrowedMessage<'_>) -> Record {
+        Record {
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+            decoded: None,
+            merge_time: i64::MIN,
+        }
+    }
 }
 
 /// One input partition of a task.
 #[derive(Default)]
 struct InputPartition {
     buffered: VecDeque<Record>,
+    /// Records at the back of `buffered` that are not decoded yet.
+    undecoded: usize,
     /// Offset after the last record processed, to commit.
     processed_to: Option<i64>,
     /// Offset after the last record received.
     received_to: Option<i64>,
 }
 
+/// Partition N of every input topic, with the engine that owns its users. A task is processed
+/// by one thread at a time; different tasks share nothing, so they run in parallel.
 struct Task {
+    partition: i32,
     engine: Engine,
-    /// By position in [`Session::inputs`].
+    /// By position in [`OutTopics::inputs`].
     inputs: Vec<InputPartition>,
     /// Since when a partition with nothing buffered has held the task back.
     waiting_since: Option<Instant>,
+    /// The input partitions' high watermarks, asked by the loop before each pass.
+    highs: Vec<Option<i64>>,
+    /// What processing produced since the loop last gathered it into the batch.
+    out: TaskOutput,
+    /// Scratch for the engine's outputs of one event.
+    outputs: Vec<OutputEvent>,
+    /// Records until the next one whose processing time is measured.
+    sample_in: u32,
+}
+
+/// A task's part of the next transaction, gathered into the [`Batch`] by the loop.
+struct TaskOutput {
+    records: Vec<OutRecord>,
+    counts: StreamSummary,
+    tally: Tally,
+    /// For the shared state: last event times and outputs.
+    status: StatusBuffer,
+}
+
+impl Batch {
+    /// Moves a task's output into the batch; the task keeps its buffers' capacity.
+    fn absorb(&mut self, out: &mut TaskOutput) {
+        self.records.append(&mut out.records);
+        self.counts.add(&std::mem::take(&mut out.counts));
+        self.tally.absorb(&mut out.tally);
+    }
+}
+
+/// What every task reads while the tasks are processed on several threads.
+struct TaskContext<'a> {
+    decoder: &'a Decoder,
+    topics: &'a OutTopics,
+    shared: Option<&'a SharedState>,
+    counters: &'a InputCounters,
+    max_message_bytes: usize,
+    max_task_idle_ms: i64,
+}
+
+/// The threads that process tasks: with one, the loop's own thread does it.
+enum Workers {
+    Inline,
+    Pool(rayon::ThreadPool),
+}
+
+impl Workers {
+    fn new(threads: usize) -> anyhow::Result<Workers> {
+        if threads <= 1 {
+            return Ok(Workers::Inline);
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("vigil-task-{i}"))
+            .build()
+            .context("cannot start the processing threads")?;
+        Ok(Workers::Pool(pool))
+    }
+
+    /// Runs `work` on every task that `wanted` selects, in parallel when there are threads
+    /// for it; the first error, if any.
+    fn each<W>(
+        &self,
+        tasks: &mut BTreeMap<i32, Task>,
+        wanted: impl Fn(&Task) -> bool,
+        work: W,
+    ) -> anyhow::Result<()>
+    where
+        W: Fn(&mut Task) -> anyhow::Result<()> + Sync,
+    {
+        let mut selected: Vec<&mut Task> = tasks.values_mut().filter(|t| wanted(t)).collect();
+        match self {
+            // One task is run in line: handing it to another thread would only add latency.
+            Workers::Pool(pool) if selected.len() > 1 => {
+                pool.install(|| selected.par_iter_mut().try_for_each(|t| work(t)))
+            }
+            _ => selected.into_iter().try_for_each(work),
+        }
+    }
 }
 
 struct Session<'a> {
@@ -275,6 +375,7 @@ struct Session<'a> {
     committer: Committer,
     decoder: Decoder,
     tasks: BTreeMap<i32, Task>,
+    workers: Workers,
     /// The next transaction, gathered while the previous one commits.
     batch: Batch,
     timeout: Duration,
@@ -283,8 +384,6 @@ struct Session<'a> {
     shared_status: StatusBuffer,
     /// The input counters, resolved once; the batch's tally is added to them on commit.
     counters: InputCounters,
-    /// Records until the next one whose processing time is measured.
-    sample_in: u32,
     /// Whether the state's bytes should be measured at the next gauge update (the tasks
     /// changed since the last measurement).
     measure_bytes: bool,
@@ -339,6 +438,7 @@ impl<'a> Session<'a> {
             .set("enable.idempotence", "true")
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "2")
+            .set("compression.type", "lz4")
             .set("message.max.bytes", "2000000");
         let producer: BaseProducer = producer_config
             .create()
@@ -381,6 +481,7 @@ impl<'a> Session<'a> {
             "consuming the input topics"
         );
         let counters = telemetry::metrics().input_counters(&inputs);
+        let workers = Workers::new(config.streaming.threads()).map_err(SessionError::Fatal)?;
         options.status.session.store(true, Ordering::Relaxed);
         Ok(Session {
             options,
@@ -396,12 +497,12 @@ impl<'a> Session<'a> {
             consumer,
             decoder: Decoder::with_max_line_bytes(options.max_message_bytes),
             tasks: BTreeMap::new(),
+            workers,
             batch: Batch::default(),
             timeout,
             last_input: Instant::now(),
             shared_status: StatusBuffer::new(&options.rules),
             counters,
-            sample_in: telemetry::metrics::LATENCY_SAMPLE_EVERY,
             measure_bytes: true,
         })
     }
@@ -454,17 +555,28 @@ impl<'a> Session<'a> {
             // While a transaction commits, look back soon: the next batch goes out as soon as
             // it has.
             let mut wait = Duration::from_millis(if self.committer.busy() { 1 } else { 5 });
-            while received < 5_000 {
-                let Some(result) = self.consumer.poll(wait).map(|r| r.map(|m| m.detach())) else {
+            // A pass takes what librdkafka has fetched, up to PASS_RECORDS: it hands fetched
+            // data over a partition at a time (up to a fetch's worth, ~5 000 records), so a
+            // smaller pass holds one task and leaves the other threads idle.
+            while received < PASS_RECORDS {
+                // What processing needs is copied out of the message here: it borrows the
+                // consumer, which the rest of the loop uses too.
+                let Some(result) = self.consumer.poll(wait).map(|r| {
+                    r.map(|m| {
+                        let input = self.topics.inputs.iter().position(|t| t == m.topic());
+                        (input, m.partition(), Record::copied(&m))
+                    })
+                }) else {
                     break;
                 };
                 wait = Duration::ZERO;
                 self.after_rebalance(summary)?;
                 match result {
-                    Ok(message) => {
-                        self.receive(message)?;
+                    Ok((Some(input), partition, record)) => {
+                        self.receive(input, partition, record)?;
                         received += 1;
                     }
+                    Ok((None, ..)) => {}
                     Err(KafkaError::PartitionEOF(_)) => {}
                     Err(e @ KafkaError::MessageConsumptionFatal(_)) => {
                         return Err(SessionError::Retry(e.into()))
@@ -551,7 +663,7 @@ impl<'a> Session<'a> {
                 // this session has received nothing from yet counts as caught up.
                 let slot = self.tasks.get(&e.partition()).map(|t| &t.inputs[input]);
                 let next = match slot.and_then(|s| s.buffered.front()) {
-                    Some(head) => Some(head.message.offset()),
+                    Some(head) => Some(head.offset),
                     None => positions
                         .as_ref()
                         .and_then(|p| super::offset_in(p, e.topic(), e.partition()))
@@ -578,11 +690,12 @@ impl<'a> Session<'a> {
         status.tasks.store(self.tasks.len(), Ordering::Relaxed);
     }
 
-    fn receive(&mut self, message: OwnedMessage) -> Result<(), SessionError> {
-        let Some(input) = self.topics.inputs.iter().position(|t| t == message.topic()) else {
-            return Ok(());
-        };
-        let partition = message.partition();
+    fn receive(
+        &mut self,
+        input: usize,
+        partition: i32,
+        record: Record,
+    ) -> Result<(), SessionError> {
         if !self.tasks.contains_key(&partition) {
             let task = self.restore_task(partition)?;
             self.tasks.insert(partition, task);
@@ -593,15 +706,10 @@ impl<'a> Session<'a> {
         let Some(task) = self.tasks.get_mut(&partition) else {
             return Ok(());
         };
-        let decoded = decode(&self.decoder, &message, self.options.max_message_bytes);
-        let merge_time = decoded.as_ref().map_or(i64::MIN, |e| e.time.millis());
         let slot = &mut task.inputs[input];
-        slot.received_to = Some(message.offset() + 1);
-        slot.buffered.push_back(Record {
-            message,
-            decoded,
-            merge_time,
-        });
+        slot.received_to = Some(record.offset + 1);
+        slot.buffered.push_back(record);
+        slot.undecoded += 1;
         Ok(())
     }
 
@@ -704,142 +812,60 @@ impl<'a> Session<'a> {
                 inputs[i].received_to = Some(at);
             }
         }
+        let status = StatusBuffer::new(&self.options.rules);
         Ok(Task {
+            partition,
             engine,
+            highs: vec![None; inputs.len()],
             inputs,
             waiting_since: None,
+            out: TaskOutput {
+                records: Vec::new(),
+                counts: StreamSummary::default(),
+                tally: Tally::default(),
+                status,
+            },
+            outputs: Vec::new(),
+            sample_in: telemetry::metrics::LATENCY_SAMPLE_EVERY,
         })
     }
 
-    /// Processes, per task, every record that the timestamp merge allows now.
+    /// Processes, per task, every record that the timestamp merge allows now (the tasks in
+    /// parallel), and gathers what they produced into the batch.
     fn process_ready(&mut self) -> Result<(), SessionError> {
-        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
-        let mut outputs = Vec::new();
-        for partition in partitions {
+        for task in self.tasks.values_mut() {
+            if task.inputs.iter().all(|i| i.buffered.is_empty()) {
+                continue;
+            }
             // Watermarks asked once per pass: the call takes librdkafka's locks, which its
             // fetcher needs too, and the answer only changes as fetches arrive.
-            let highs: Vec<Option<i64>> = self
-                .inputs_c
-                .iter()
-                .map(|name| high_watermark(&self.consumer, name, partition))
-                .collect();
-            while let Some(task) = self.tasks.get_mut(&partition) {
-                let Some(input) = next_input(task, &highs, self.config.streaming.max_task_idle_ms)
-                else {
-                    break;
-                };
-                let Some(record) = task.inputs[input].buffered.pop_front() else {
-                    break;
-                };
-                task.inputs[input].processed_to = Some(record.message.offset() + 1);
-                outputs.clear();
-                self.sample_in -= 1;
-                if self.sample_in == 0 {
-                    self.sample_in = telemetry::metrics::LATENCY_SAMPLE_EVERY;
-                    let started = Instant::now();
-                    self.process_record(partition, input, record, &mut outputs)?;
-                    self.counters
-                        .observe_processing(started.elapsed().as_secs_f64());
-                } else {
-                    self.process_record(partition, input, record, &mut outputs)?;
-                }
+            for (high, name) in task.highs.iter_mut().zip(&self.inputs_c) {
+                *high = high_watermark(&self.consumer, name, task.partition);
             }
         }
-        Ok(())
+        let context = TaskContext {
+            decoder: &self.decoder,
+            topics: &self.topics,
+            shared: self.options.shared.as_deref(),
+            counters: &self.counters,
+            max_message_bytes: self.options.max_message_bytes,
+            max_task_idle_ms: self.config.streaming.max_task_idle_ms,
+        };
+        let result = self.workers.each(
+            &mut self.tasks,
+            |t| t.inputs.iter().any(|i| !i.buffered.is_empty()),
+            |t| t.process_ready(&context),
+        );
+        self.gather();
+        Ok(result?)
     }
 
-    fn process_record(
-        &mut self,
-        partition: i32,
-        input: usize,
-        record: Record,
-        outputs: &mut Vec<OutputEvent>,
-    ) -> Result<(), SessionError> {
-        let message = &record.message;
-        let event = match record.decoded {
-            Ok(event) => event,
-            Err(reason) => {
-                self.batch.counts.dead_lettered += 1;
-                self.batch.tally.invalid(input);
-                forward(
-                    &mut self.batch,
-                    OutTopic::DeadLetter,
-                    message,
-                    &reason,
-                    None,
-                );
-                return Ok(());
-            }
-        };
-        let Some(task) = self.tasks.get_mut(&partition) else {
-            return Ok(());
-        };
-        self.batch.counts.events += 1;
-        self.batch.tally.event(input, event.event_type());
-        if task.engine.process(&event, outputs) == Disposition::Late {
-            self.batch.counts.late += 1;
-            self.batch.tally.late(input);
-            let behind = task
-                .engine
-                .user_clock(&event.user_id)
-                .map_or(0, |c| c - event.time.millis());
-            forward(
-                &mut self.batch,
-                OutTopic::Late,
-                message,
-                "later than the allowed lateness behind its user's event time",
-                Some(behind),
-            );
-            return Ok(());
+    /// Moves what the tasks produced into the batch and the shared-state buffer.
+    fn gather(&mut self) {
+        for task in self.tasks.values_mut() {
+            self.batch.absorb(&mut task.out);
+            self.shared_status.absorb(&mut task.out.status);
         }
-        let shared = self.options.shared.as_deref();
-        if shared.is_some() {
-            self.shared_status
-                .event(&event.user_id, event.time.millis());
-        }
-        for output in outputs.iter() {
-            let silence = shared.and_then(|s| silence_for(s, output));
-            if shared.is_some() {
-                self.shared_status.output(output, silence.is_some());
-            }
-            self.batch.tally.output(output);
-            let topic = match output.kind() {
-                RuleKind::Alert if silence.is_some() => {
-                    self.batch.counts.alerts += 1;
-                    self.batch.counts.silenced += 1;
-                    OutTopic::Silenced
-                }
-                RuleKind::Alert => {
-                    self.batch.counts.alerts += 1;
-                    OutTopic::Alerts
-                }
-                RuleKind::Milestone => {
-                    self.batch.counts.milestones += 1;
-                    OutTopic::Milestones
-                }
-            };
-            let body = serde_json::to_vec(output).map_err(|e| anyhow!("{e}"))?;
-            let time = output.time.to_string();
-            let mut headers = OwnedHeaders::new()
-                .insert(header("content-type", "application/cloudevents+json"))
-                .insert(header("ce_specversion", &output.specversion))
-                .insert(header("ce_id", &output.id))
-                .insert(header("ce_source", &output.source))
-                .insert(header("ce_type", &output.event_type))
-                .insert(header("ce_subject", &output.subject))
-                .insert(header("ce_time", &time));
-            if let Some(silence) = silence {
-                headers = headers.insert(header("vigil_silence_id", &silence.id));
-            }
-            self.batch.records.push(OutRecord {
-                topic,
-                partition: None,
-                key: Some(output.subject.as_bytes().to_vec()),
-                payload: Some(body),
-                headers: Some(headers),
-            });
-        }
-        Ok(())
     }
 
     /// Waits for the transaction in flight, if any, and adds what it committed to `summary`.
@@ -862,20 +888,19 @@ impl<'a> Session<'a> {
         if let Some(shared) = &self.options.shared {
             self.shared_status.hand_to(shared);
         }
-        let mut batch = std::mem::take(&mut self.batch);
-        let mut changes = Vec::new();
-        for (&partition, task) in self.tasks.iter_mut() {
-            changes.clear();
-            task.engine.drain_changelog(&mut changes);
-            batch
-                .records
-                .extend(changes.drain(..).map(|change| OutRecord {
-                    topic: OutTopic::State,
-                    partition: Some(partition),
-                    key: Some(change.key),
-                    payload: change.value,
-                    headers: None,
-                }));
+        // Encoding the state changes is a good part of the work: each task does its own, in
+        // parallel.
+        self.workers.each(
+            &mut self.tasks,
+            |_| true,
+            |task| {
+                task.drain_changelog();
+                Ok(())
+            },
+        )?;
+        self.gather();
+        let mut batch = std::mem::replace(&mut self.batch, self.committer.spare_batch());
+        for (&partition, task) in &self.tasks {
             for (input, slot) in task.inputs.iter().enumerate() {
                 if let Some(offset) = slot.processed_to {
                     batch.offsets.push((input, partition, offset));
@@ -931,6 +956,9 @@ impl<'a> Session<'a> {
     }
 }
 
+/// Most records one pass of the loop takes before processing them (see the loop).
+const PASS_RECORDS: usize = 20_000;
+
 /// How often the loop sets the gauges (lag, state, assigned partitions) and readiness.
 const GAUGES_EVERY: Duration = Duration::from_secs(1);
 
@@ -954,20 +982,169 @@ impl Drop for Restoring<'_> {
     }
 }
 
-/// Copies a rejected or late input record, bytes untouched, into `batch` for `topic`, with
-/// headers saying why and where it came from.
+impl Task {
+    /// Decodes what arrived since the last pass, then processes every record the merge allows.
+    fn process_ready(&mut self, context: &TaskContext<'_>) -> anyhow::Result<()> {
+        for slot in &mut self.inputs {
+            let from = slot.buffered.len() - slot.undecoded;
+            for record in slot.buffered.range_mut(from..) {
+                let decoded = decode(
+                    context.decoder,
+                    record.payload.as_deref(),
+                    context.max_message_bytes,
+                );
+                record.merge_time = decoded.as_ref().map_or(i64::MIN, |e| e.time.millis());
+                record.decoded = Some(decoded);
+            }
+            slot.undecoded = 0;
+        }
+        while let Some(input) = next_input(self, context.max_task_idle_ms) {
+            let Some(record) = self.inputs[input].buffered.pop_front() else {
+                break;
+            };
+            self.inputs[input].processed_to = Some(record.offset + 1);
+            self.sample_in -= 1;
+            if self.sample_in == 0 {
+                self.sample_in = telemetry::metrics::LATENCY_SAMPLE_EVERY;
+                let started = Instant::now();
+                self.process_record(context, input, record)?;
+                context
+                    .counters
+                    .observe_processing(started.elapsed().as_secs_f64());
+            } else {
+                self.process_record(context, input, record)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn process_record(
+        &mut self,
+        context: &TaskContext<'_>,
+        input: usize,
+        mut record: Record,
+    ) -> anyhow::Result<()> {
+        let source = &context.topics.inputs[input];
+        let out = &mut self.out;
+        let event = match record.decoded.take() {
+            Some(Ok(event)) => event,
+            Some(Err(reason)) => {
+                out.counts.dead_lettered += 1;
+                out.tally.invalid(input);
+                out.records.push(forward(
+                    OutTopic::DeadLetter,
+                    source,
+                    self.partition,
+                    record,
+                    &reason,
+                    None,
+                ));
+                return Ok(());
+            }
+            None => return Err(anyhow!("a record was processed before it was decoded")),
+        };
+        out.counts.events += 1;
+        out.tally.event(input, event.event_type());
+        self.outputs.clear();
+        if self.engine.process(&event, &mut self.outputs) == Disposition::Late {
+            out.counts.late += 1;
+            out.tally.late(input);
+            let behind = self
+                .engine
+                .user_clock(&event.user_id)
+                .map_or(0, |c| c - event.time.millis());
+            out.records.push(forward(
+                OutTopic::Late,
+                source,
+                self.partition,
+                record,
+                "later than the allowed lateness behind its user's event time",
+                Some(behind),
+            ));
+            return Ok(());
+        }
+        let shared = context.shared;
+        if shared.is_some() {
+            out.status.event(&event.user_id, event.time.millis());
+        }
+        for output in &self.outputs {
+            let silence = shared.and_then(|s| silence_for(s, output));
+            if shared.is_some() {
+                out.status.output(output, silence.is_some());
+            }
+            out.tally.output(output);
+            let topic = match output.kind() {
+                RuleKind::Alert if silence.is_some() => {
+                    out.counts.alerts += 1;
+                    out.counts.silenced += 1;
+                    OutTopic::Silenced
+                }
+                RuleKind::Alert => {
+                    out.counts.alerts += 1;
+                    OutTopic::Alerts
+                }
+                RuleKind::Milestone => {
+                    out.counts.milestones += 1;
+                    OutTopic::Milestones
+                }
+            };
+            let body = serde_json::to_vec(output).map_err(|e| anyhow!("{e}"))?;
+            let time = output.time.to_string();
+            let mut headers = OwnedHeaders::new()
+                .insert(header("content-type", "application/cloudevents+json"))
+                .insert(header("ce_specversion", &output.specversion))
+                .insert(header("ce_id", &output.id))
+                .insert(header("ce_source", &output.source))
+                .insert(header("ce_type", &output.event_type))
+                .insert(header("ce_subject", &output.subject))
+                .insert(header("ce_time", &time));
+            if let Some(silence) = silence {
+                headers = headers.insert(header("vigil_silence_id", &silence.id));
+            }
+            out.records.push(OutRecord {
+                topic,
+                partition: None,
+                key: Some(output.subject.as_bytes().to_vec()),
+                payload: Some(body),
+                headers: Some(headers),
+            });
+        }
+        Ok(())
+    }
+
+    /// Moves the engine's state changes since the last transaction into the task's output,
+    /// bound for its changelog partition.
+    fn drain_changelog(&mut self) {
+        let mut changes = Vec::new();
+        self.engine.drain_changelog(&mut changes);
+        let partition = self.partition;
+        self.out
+            .records
+            .extend(changes.into_iter().map(|change| OutRecord {
+                topic: OutTopic::State,
+                partition: Some(partition),
+                key: Some(change.key),
+                payload: change.value,
+                headers: None,
+            }));
+    }
+}
+
+/// A rejected or late input record for `topic`, bytes untouched, with headers saying why and
+/// where it came from.
 fn forward(
-    batch: &mut Batch,
     topic: OutTopic,
-    message: &OwnedMessage,
+    source: &str,
+    partition: i32,
+    record: Record,
     reason: &str,
     behind_ms: Option<i64>,
-) {
-    let partition = message.partition().to_string();
-    let offset = message.offset().to_string();
+) -> OutRecord {
+    let partition = partition.to_string();
+    let offset = record.offset.to_string();
     let mut headers = OwnedHeaders::new()
         .insert(header("vigil.reason", reason))
-        .insert(header("vigil.source.topic", message.topic()))
+        .insert(header("vigil.source.topic", source))
         .insert(header("vigil.source.partition", &partition))
         .insert(header("vigil.source.offset", &offset));
     if let Some(behind) = behind_ms {
@@ -975,27 +1152,26 @@ fn forward(
     }
     // A record larger than the broker accepts would fail the transaction again at every
     // retry: keep its head, and say so.
-    let payload = message.payload().map(|p| {
+    let payload = record.payload.map(|mut p| {
         if p.len() > FORWARD_LIMIT {
             let full = p.len().to_string();
             headers =
                 std::mem::take(&mut headers).insert(header("vigil.truncated-from-bytes", &full));
-            p[..FORWARD_LIMIT].to_vec()
-        } else {
-            p.to_vec()
+            p.truncate(FORWARD_LIMIT);
         }
+        p
     });
-    batch.records.push(OutRecord {
+    OutRecord {
         topic,
         partition: None,
-        key: message.key().map(<[u8]>::to_vec),
+        key: record.key,
         payload,
         headers: Some(headers),
-    });
+    }
 }
 
-fn decode(decoder: &Decoder, message: &OwnedMessage, max_bytes: usize) -> Result<Event, String> {
-    match message.payload() {
+fn decode(decoder: &Decoder, payload: Option<&[u8]>, max_bytes: usize) -> Result<Event, String> {
+    match payload {
         None => Err("empty message (no value)".to_string()),
         Some(payload) if payload.len() > max_bytes => Err(DecodeError::TooLarge {
             len: payload.len(),
@@ -1008,7 +1184,7 @@ fn decode(decoder: &Decoder, message: &OwnedMessage, max_bytes: usize) -> Result
 
 /// The input whose head record the task processes next, by (event time, input order); `None`
 /// when the task must wait for a partition that may still deliver an earlier record.
-fn next_input(task: &mut Task, highs: &[Option<i64>], max_idle_ms: i64) -> Option<usize> {
+fn next_input(task: &mut Task, max_idle_ms: i64) -> Option<usize> {
     let mut best: Option<(i64, usize)> = None;
     let mut blocked = false;
     // Until librdkafka has heard of a partition's end, it may hold anything: wait longer.
@@ -1020,7 +1196,7 @@ fn next_input(task: &mut Task, highs: &[Option<i64>], max_idle_ms: i64) -> Optio
                     best = Some((head.merge_time, i));
                 }
             }
-            None => match at_end(input.received_to, highs.get(i).copied().flatten()) {
+            None => match at_end(input.received_to, task.highs.get(i).copied().flatten()) {
                 Some(done) => blocked |= !done,
                 None => {
                     unknown = true;

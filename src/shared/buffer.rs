@@ -62,6 +62,15 @@ impl StatusBuffer {
             .push(StatusOutput::new(output, silenced, cooldown));
     }
 
+    /// Moves what `other` gathered into this buffer (each processing thread has its own).
+    pub fn absorb(&mut self, other: &mut StatusBuffer) {
+        for (user, ms) in other.touched.drain() {
+            let have = self.touched.entry(user).or_insert(ms);
+            *have = (*have).max(ms);
+        }
+        self.outputs.append(&mut other.outputs);
+    }
+
     pub fn hand_to(&mut self, shared: &SharedState) {
         let touched = self.touched.drain().collect();
         shared.send(touched, std::mem::take(&mut self.outputs));

@@ -484,6 +484,26 @@ impl Tally {
         *self.outputs.entry(key).or_insert(0) += 1;
     }
 
+    /// Adds `other` to this tally and empties it (each processing thread keeps a tally of its
+    /// own; the loop gathers them into the transaction's).
+    pub fn absorb(&mut self, other: &mut Tally) {
+        for (mine, theirs) in [
+            (&mut self.events, &mut other.events),
+            (&mut self.invalid, &mut other.invalid),
+            (&mut self.late, &mut other.late),
+        ] {
+            if mine.len() < theirs.len() {
+                mine.resize(theirs.len(), 0);
+            }
+            for (m, t) in mine.iter_mut().zip(theirs.iter_mut()) {
+                *m += std::mem::take(t);
+            }
+        }
+        for (key, n) in other.outputs.drain() {
+            *self.outputs.entry(key).or_insert(0) += n;
+        }
+    }
+
     /// Events counted (all inputs and types), for tests and summaries.
     pub fn events(&self) -> u64 {
         self.events.iter().sum()
