@@ -1401,11 +1401,33 @@ fn latency_phase(
         behind,
         cpu,
     };
+    // VIGIL_BENCH_LATENCY_DUMP=DIR writes each measured output's send time and latency (µs)
+    // to DIR/{vigil,bare}-latency.tsv, to see when the slow ones happen.
+    let mut dump = Vec::new();
     for (at, payload) in &got {
         match cause(payload, bare).and_then(|id| index.get(id.as_str()).copied()) {
-            Some(i) if i >= warm => latency.micros.push(at.saturating_sub(send_at[i])),
+            Some(i) if i >= warm => {
+                let micros = at.saturating_sub(send_at[i]);
+                latency.micros.push(micros);
+                dump.push((send_at[i], micros));
+            }
             Some(_) => latency.warmup_outputs += 1,
             None => latency.unmatched += 1,
+        }
+    }
+    if let Some(dir) = std::env::var_os("VIGIL_BENCH_LATENCY_DUMP") {
+        dump.sort_unstable();
+        let name = if bare {
+            "bare-latency.tsv"
+        } else {
+            "vigil-latency.tsv"
+        };
+        let text: String = dump
+            .iter()
+            .map(|(at, us)| format!("{at}\t{us}\n"))
+            .collect();
+        if let Err(e) = std::fs::write(PathBuf::from(dir).join(name), text) {
+            eprintln!("  cannot write the latency dump: {e}");
         }
     }
     Ok(latency)

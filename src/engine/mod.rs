@@ -274,6 +274,13 @@ impl Engine {
         self.keys.get(user).map(|k| k.clock)
     }
 
+    /// Keys whose state [`Engine::drain_changelog`] would write (0: nothing to write).
+    pub fn keys_changed(&self) -> usize {
+        self.changes
+            .as_ref()
+            .map_or(0, |c| c.touched.len() + c.dropped.len())
+    }
+
     /// Number of keys with state.
     pub fn keys_in_state(&self) -> usize {
         self.keys.len()

@@ -1,17 +1,17 @@
-//! Transactions on a thread of their own: while one batch commits, the run loop goes on
-//! consuming and processing into the next.
+//! Transactions: records go out as they arise, the commit runs on a thread of its own.
 //!
-//! A Kafka producer has at most one open transaction, and `commit_transaction` blocks until
-//! the coordinator has answered — several milliseconds even on loopback, during which a
-//! single-threaded loop would process nothing. So the loop gathers a transaction's records,
-//! state changes and offsets in a [`Batch`] and hands it to [`Committer`], which produces,
-//! waits for acknowledgements and commits on another thread; the loop only waits when the
-//! next batch is ready before the previous one has committed (or when a batch grows past
-//! [`Batch::FULL`], which bounds memory).
+//! A transaction's records are sent into it while the loop processes (Kafka Streams does the
+//! same), so their acknowledgements, and the registration of their partitions with the
+//! transaction coordinator, overlap with processing. Every commit interval the loop hands the
+//! transaction to [`Committer`], whose thread waits for what is still unacknowledged, adds the
+//! consumed offsets and commits: several milliseconds even on loopback, during which the loop
+//! goes on processing. A producer has one transaction at a time, so records that arise while
+//! a commit is in flight wait in the [`Batch`] and are sent when the next transaction begins
+//! (the loop waits only when they pass [`Batch::FULL`], which bounds memory).
 //!
-//! Nothing about exactly-once changes: each batch is one transaction holding its outputs, the
-//! state changes that go with them and the offsets they were computed from, and batches
-//! commit in order.
+//! Nothing about exactly-once changes: each transaction holds its outputs, the state changes
+//! that go with them and the offsets they were computed from, and transactions commit in
+//! order.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -74,9 +74,10 @@ pub struct OutRecord {
     pub headers: Option<OwnedHeaders>,
 }
 
-/// What one transaction commits.
+/// The open transaction's bookkeeping: records not sent yet, and what it will commit.
 #[derive(Default)]
 pub struct Batch {
+    /// Records not sent yet (they arose while the previous transaction committed).
     pub records: Vec<OutRecord>,
     /// (input topic by position, partition, offset of the next record to process).
     pub offsets: Vec<(usize, i32, i64)>,
@@ -96,22 +97,16 @@ impl Batch {
     }
 }
 
-/// Commits batches one at a time on a thread of its own.
+/// The transactional producer: sends into the open transaction from the loop's thread and
+/// commits on a thread of its own, one transaction at a time.
 pub struct Committer {
     producer: Arc<BaseProducer>,
     topics: Arc<OutTopics>,
     timeout: Duration,
     counters: InputCounters,
-    in_flight: Option<JoinHandle<anyhow::Result<Committed>>>,
-    /// The last committed batch's record buffer, emptied, for the next batch: a fresh one
-    /// would grow through page faults at every transaction.
-    spare: Vec<OutRecord>,
-}
-
-/// What the committing thread hands back.
-struct Committed {
-    summary: StreamSummary,
-    records: Vec<OutRecord>,
+    in_flight: Option<JoinHandle<anyhow::Result<StreamSummary>>>,
+    /// A transaction is begun and not yet handed to the committing thread.
+    open: bool,
 }
 
 impl Committer {
@@ -128,7 +123,7 @@ impl Committer {
             timeout,
             counters,
             in_flight: None,
-            spare: Vec::new(),
+            open: false,
         }
     }
 
@@ -137,11 +132,68 @@ impl Committer {
         self.in_flight.as_ref().is_some_and(|h| !h.is_finished())
     }
 
-    /// Starts committing `batch`. The previous batch must be [`Committer::finish`]ed first.
-    pub fn start(&mut self, batch: Batch, group: ConsumerGroupMetadata) -> anyhow::Result<()> {
+    /// True while a transaction is begun and not handed over to commit.
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// Sends `records` (emptying it) into the open transaction, beginning one if none is
+    /// open. The previous transaction must be [`Committer::finish`]ed first.
+    pub fn send(&mut self, records: &mut Vec<OutRecord>) -> anyhow::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.begin()?;
+        for record in records.drain(..) {
+            let mut out = BaseRecord::<[u8], [u8]>::to(self.topics.name(record.topic));
+            if let Some(partition) = record.partition {
+                out = out.partition(partition);
+            }
+            if let Some(key) = &record.key {
+                out = out.key(&key[..]);
+            }
+            if let Some(payload) = &record.payload {
+                out = out.payload(&payload[..]);
+            }
+            if let Some(headers) = record.headers {
+                out = out.headers(headers);
+            }
+            send(&self.producer, out)?;
+        }
+        Ok(())
+    }
+
+    fn begin(&mut self) -> anyhow::Result<()> {
         if self.in_flight.is_some() {
             return Err(anyhow!("a transaction is still committing"));
         }
+        if !self.open {
+            self.producer.begin_transaction()?;
+            self.open = true;
+        }
+        Ok(())
+    }
+
+    /// Aborts the open transaction, if any: after a rebalance its records may belong to
+    /// partitions this instance no longer owns.
+    pub fn abort_open(&mut self) {
+        if std::mem::take(&mut self.open) {
+            telemetry::metrics().transaction_aborted();
+            if let Err(e) = self.producer.abort_transaction(self.timeout) {
+                tracing::warn!(error = %e, "cannot abort the open transaction");
+            }
+        }
+    }
+
+    /// Commits the open transaction (beginning one if none is open: a batch may hold only
+    /// offsets) with `batch`'s offsets, on the committing thread. `batch.records` must have
+    /// been sent. The previous transaction must be [`Committer::finish`]ed first.
+    pub fn start(&mut self, batch: Batch, group: ConsumerGroupMetadata) -> anyhow::Result<()> {
+        if !batch.records.is_empty() {
+            return Err(anyhow!("a transaction is committing with records not sent"));
+        }
+        self.begin()?;
+        self.open = false;
         let producer = Arc::clone(&self.producer);
         let topics = Arc::clone(&self.topics);
         let timeout = self.timeout;
@@ -159,35 +211,23 @@ impl Committer {
     pub fn finish(&mut self) -> anyhow::Result<StreamSummary> {
         match self.in_flight.take() {
             None => Ok(StreamSummary::default()),
-            Some(handle) => {
-                let committed = handle
-                    .join()
-                    .map_err(|_| anyhow!("the committing thread panicked"))??;
-                self.spare = committed.records;
-                Ok(committed.summary)
-            }
-        }
-    }
-
-    /// An empty batch to gather the next transaction in, reusing the last one's buffer.
-    pub fn spare_batch(&mut self) -> Batch {
-        Batch {
-            records: std::mem::take(&mut self.spare),
-            ..Batch::default()
+            Some(handle) => handle
+                .join()
+                .map_err(|_| anyhow!("the committing thread panicked"))?,
         }
     }
 }
 
 impl Drop for Committer {
     /// A session that ends with a commit in flight lets it settle, so the next session's
-    /// `init_transactions` does not race it.
+    /// `init_transactions` does not race it; a transaction still open is aborted.
     fn drop(&mut self) {
         let _ = self.finish();
+        self.abort_open();
     }
 }
 
-/// One transaction: the batch's records, then (once all are acknowledged) its offsets, then
-/// commit.
+/// Ends one transaction: once every record sent is acknowledged, its offsets, then commit.
 fn commit(
     producer: &BaseProducer,
     topics: &OutTopics,
@@ -195,27 +235,9 @@ fn commit(
     group: &ConsumerGroupMetadata,
     timeout: Duration,
     counters: &InputCounters,
-) -> anyhow::Result<Committed> {
+) -> anyhow::Result<StreamSummary> {
     let started = Instant::now();
-    let mut records = batch.records;
     let result = (|| -> anyhow::Result<()> {
-        producer.begin_transaction()?;
-        for record in records.drain(..) {
-            let mut out = BaseRecord::<[u8], [u8]>::to(topics.name(record.topic));
-            if let Some(partition) = record.partition {
-                out = out.partition(partition);
-            }
-            if let Some(key) = &record.key {
-                out = out.key(&key[..]);
-            }
-            if let Some(payload) = &record.payload {
-                out = out.payload(&payload[..]);
-            }
-            if let Some(headers) = record.headers {
-                out = out.headers(headers);
-            }
-            send(producer, out)?;
-        }
         let mut offsets = TopicPartitionList::new();
         for &(input, partition, offset) in &batch.offsets {
             let topic = topics
@@ -234,12 +256,9 @@ fn commit(
             let mut tally = batch.tally;
             counters.record(&mut tally);
             telemetry::metrics().transaction_committed(started.elapsed().as_secs_f64());
-            Ok(Committed {
-                summary: StreamSummary {
-                    commits: 1,
-                    ..batch.counts
-                },
-                records,
+            Ok(StreamSummary {
+                commits: 1,
+                ..batch.counts
             })
         }
         Err(e) => {

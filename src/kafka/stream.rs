@@ -293,6 +293,8 @@ struct Task {
     outputs: Vec<OutputEvent>,
     /// Records until the next one whose processing time is measured.
     sample_in: u32,
+    /// Bytes in state as last measured (see [`Session::update_gauges`]).
+    bytes: usize,
 }
 
 /// A task's part of the next transaction, gathered into the [`Batch`] by the loop.
@@ -342,21 +344,31 @@ impl Workers {
         Ok(Workers::Pool(pool))
     }
 
-    /// Runs `work` on every task that `wanted` selects, in parallel when there are threads
-    /// for it; the first error, if any.
+    /// Runs `work` on every task that `amount` gives work (records or keys to handle), in
+    /// parallel when there are threads and enough work for them; the first error, if any.
     fn each<W>(
         &self,
         tasks: &mut BTreeMap<i32, Task>,
-        wanted: impl Fn(&Task) -> bool,
+        amount: impl Fn(&Task) -> usize,
         work: W,
     ) -> anyhow::Result<()>
     where
         W: Fn(&mut Task) -> anyhow::Result<()> + Sync,
     {
-        let mut selected: Vec<&mut Task> = tasks.values_mut().filter(|t| wanted(t)).collect();
+        let mut total = 0;
+        let mut selected: Vec<&mut Task> = tasks
+            .values_mut()
+            .filter(|t| {
+                let n = amount(t);
+                total += n;
+                n > 0
+            })
+            .collect();
         match self {
-            // One task is run in line: handing it to another thread would only add latency.
-            Workers::Pool(pool) if selected.len() > 1 => {
+            // Little work is done in line: waking another thread costs more than it saves, and
+            // on a busy machine the wake-up alone can take milliseconds, which live traffic
+            // would see as latency.
+            Workers::Pool(pool) if selected.len() > 1 && total >= PARALLEL_FROM => {
                 pool.install(|| selected.par_iter_mut().try_for_each(|t| work(t)))
             }
             _ => selected.into_iter().try_for_each(work),
@@ -384,9 +396,8 @@ struct Session<'a> {
     shared_status: StatusBuffer,
     /// The input counters, resolved once; the batch's tally is added to them on commit.
     counters: InputCounters,
-    /// Whether the state's bytes should be measured at the next gauge update (the tasks
-    /// changed since the last measurement).
-    measure_bytes: bool,
+    /// The task whose bytes in state the next gauge update measures (one per update).
+    measure_next: i32,
 }
 
 impl Drop for Session<'_> {
@@ -503,7 +514,7 @@ impl<'a> Session<'a> {
             last_input: Instant::now(),
             shared_status: StatusBuffer::new(&options.rules),
             counters,
-            measure_bytes: true,
+            measure_next: 0,
         })
     }
 
@@ -514,16 +525,11 @@ impl<'a> Session<'a> {
         let mut last_commit = Instant::now();
         let mut last_report = Instant::now();
         let mut last_gauges: Option<Instant> = None;
-        let mut last_bytes = Instant::now();
         loop {
             telemetry::heartbeat().beat();
             if last_gauges.is_none_or(|at| at.elapsed() >= GAUGES_EVERY) {
-                let with_bytes = self.measure_bytes || last_bytes.elapsed() >= BYTES_EVERY;
-                if with_bytes {
-                    last_bytes = Instant::now();
-                }
                 last_gauges = Some(Instant::now());
-                self.update_gauges(with_bytes);
+                self.update_gauges();
             }
             if last_report.elapsed() >= Duration::from_secs(10) {
                 last_report = Instant::now();
@@ -588,13 +594,20 @@ impl<'a> Session<'a> {
             if received > 0 {
                 self.last_input = Instant::now();
             }
-            self.process_ready()?;
+            // With no commit in flight, this pass's records (state changes included) go out
+            // right after it, into the open transaction. During a commit they wait, and the
+            // state changes of a key coalesce in the engine until the next pass that sends.
+            let sending = !self.committer.busy();
+            self.process_ready(sending)?;
             if self.batch.records.len() >= Batch::FULL {
                 self.settle(summary)?;
             }
             if !self.committer.busy() {
                 self.settle(summary)?;
-                if last_commit.elapsed() >= commit_every && !self.batch.is_empty() {
+                self.committer.send(&mut self.batch.records)?;
+                if last_commit.elapsed() >= commit_every
+                    && (self.committer.is_open() || !self.batch.is_empty())
+                {
                     self.hand_off()?;
                     last_commit = Instant::now();
                 }
@@ -631,19 +644,24 @@ impl<'a> Session<'a> {
         if let Err(e) = self.settle(summary) {
             tracing::warn!(error = %format!("{e:#}"), "the transaction in flight failed around a rebalance");
         }
+        if self.committer.is_open() {
+            summary.aborts += 1;
+            self.committer.abort_open();
+        }
         self.batch = Batch::default();
         self.tasks.clear();
-        self.update_gauges(true);
+        self.update_gauges();
         tracing::info!(
             "partitions assigned anew (a rebalance); each task is restored from the changelog"
         );
         Ok(())
     }
 
-    /// Sets the gauges (assigned partitions, consumer lag, users and, when `with_bytes`, bytes
-    /// in state) and the readiness status. About once a second: the bytes walk every key's
-    /// state, so they are measured every 10 s and when the tasks change.
-    fn update_gauges(&mut self, with_bytes: bool) {
+    /// Sets the gauges (assigned partitions, consumer lag, users, bytes in state) and the
+    /// readiness status, about once a second. Measuring a task's bytes walks every key's
+    /// state (milliseconds for 20 000 users, a stall live traffic would feel), so each update
+    /// measures one task, in turn, and the gauge sums the latest figures.
+    fn update_gauges(&mut self) {
         let mut lag = vec![0i64; self.topics.inputs.len()];
         let mut assigned = 0usize;
         if let Ok(assignment) = self.consumer.assignment() {
@@ -678,13 +696,17 @@ impl<'a> Session<'a> {
             self.counters.set_lag(input, records);
         }
         let users = self.tasks.values().map(|t| t.engine.keys_in_state()).sum();
-        let bytes = with_bytes.then(|| self.tasks.values().map(|t| t.engine.state_bytes()).sum());
-        if with_bytes {
-            self.measure_bytes = false;
+        let next = (self.tasks.range(self.measure_next..).next())
+            .or_else(|| self.tasks.iter().next())
+            .map(|(p, _)| *p);
+        if let Some(task) = next.and_then(|p| self.tasks.get_mut(&p)) {
+            task.bytes = task.engine.state_bytes();
+            self.measure_next = task.partition + 1;
         }
+        let bytes = self.tasks.values().map(|t| t.bytes).sum();
         let metrics = telemetry::metrics();
         metrics.set_assigned_partitions(assigned);
-        metrics.set_state(users, bytes);
+        metrics.set_state(users, Some(bytes));
         let status = &self.options.status;
         status.assigned.store(assigned, Ordering::Relaxed);
         status.tasks.store(self.tasks.len(), Ordering::Relaxed);
@@ -699,7 +721,6 @@ impl<'a> Session<'a> {
         if !self.tasks.contains_key(&partition) {
             let task = self.restore_task(partition)?;
             self.tasks.insert(partition, task);
-            self.measure_bytes = true;
             let status = &self.options.status;
             status.tasks.store(self.tasks.len(), Ordering::Relaxed);
         }
@@ -813,6 +834,7 @@ impl<'a> Session<'a> {
             }
         }
         let status = StatusBuffer::new(&self.options.rules);
+        let engine_bytes = engine.state_bytes();
         Ok(Task {
             partition,
             engine,
@@ -827,12 +849,14 @@ impl<'a> Session<'a> {
             },
             outputs: Vec::new(),
             sample_in: telemetry::metrics::LATENCY_SAMPLE_EVERY,
+            bytes: engine_bytes,
         })
     }
 
     /// Processes, per task, every record that the timestamp merge allows now (the tasks in
-    /// parallel), and gathers what they produced into the batch.
-    fn process_ready(&mut self) -> Result<(), SessionError> {
+    /// parallel), and gathers what they produced into the batch; with `drain`, their state
+    /// changes too.
+    fn process_ready(&mut self, drain: bool) -> Result<(), SessionError> {
         for task in self.tasks.values_mut() {
             if task.inputs.iter().all(|i| i.buffered.is_empty()) {
                 continue;
@@ -853,8 +877,17 @@ impl<'a> Session<'a> {
         };
         let result = self.workers.each(
             &mut self.tasks,
-            |t| t.inputs.iter().any(|i| !i.buffered.is_empty()),
-            |t| t.process_ready(&context),
+            |t| {
+                let records: usize = t.inputs.iter().map(|i| i.buffered.len()).sum();
+                records + if drain { t.engine.keys_changed() } else { 0 }
+            },
+            |t| {
+                t.process_ready(&context)?;
+                if drain {
+                    t.drain_changelog();
+                }
+                Ok(())
+            },
         );
         self.gather();
         Ok(result?)
@@ -882,8 +915,8 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Completes the batch (every task's state changes, the offsets it was computed from) and
-    /// starts committing it. The previous one must be settled.
+    /// Completes the open transaction (every task's state changes, the offsets it was computed
+    /// from) and starts committing it. The previous one must be settled.
     fn hand_off(&mut self) -> Result<(), SessionError> {
         if let Some(shared) = &self.options.shared {
             self.shared_status.hand_to(shared);
@@ -892,14 +925,18 @@ impl<'a> Session<'a> {
         // parallel.
         self.workers.each(
             &mut self.tasks,
-            |_| true,
+            |t| t.engine.keys_changed(),
             |task| {
                 task.drain_changelog();
                 Ok(())
             },
         )?;
         self.gather();
-        let mut batch = std::mem::replace(&mut self.batch, self.committer.spare_batch());
+        let mut batch = std::mem::take(&mut self.batch);
+        self.committer.send(&mut batch.records)?;
+        // The next batch keeps the (now empty) record buffer: a fresh one would grow through
+        // page faults at every transaction.
+        self.batch.records = std::mem::take(&mut batch.records);
         for (&partition, task) in &self.tasks {
             for (input, slot) in task.inputs.iter().enumerate() {
                 if let Some(offset) = slot.processed_to {
@@ -918,7 +955,7 @@ impl<'a> Session<'a> {
     /// Commits everything processed so far and waits until it is committed.
     fn commit_all(&mut self, summary: &mut StreamSummary) -> Result<(), SessionError> {
         self.settle(summary)?;
-        if !self.batch.is_empty() {
+        if self.committer.is_open() || !self.batch.is_empty() {
             self.hand_off()?;
             self.settle(summary)?;
         }
@@ -956,15 +993,14 @@ impl<'a> Session<'a> {
     }
 }
 
+/// Records (or keys with state changes) below which a pass is not worth other threads.
+const PARALLEL_FROM: usize = 2_000;
+
 /// Most records one pass of the loop takes before processing them (see the loop).
 const PASS_RECORDS: usize = 20_000;
 
 /// How often the loop sets the gauges (lag, state, assigned partitions) and readiness.
 const GAUGES_EVERY: Duration = Duration::from_secs(1);
-
-/// How often the bytes in state are measured (also whenever the tasks change): measuring walks
-/// every key's state.
-const BYTES_EVERY: Duration = Duration::from_secs(10);
 
 /// Marks a task as being restored for readiness, until dropped (on every way out).
 struct Restoring<'a>(&'a AtomicI64);
