@@ -2,14 +2,19 @@
 //! loop that does no processing (the ceiling on this machine), in one run:
 //!
 //! 1. **Throughput from a backlog.** Simulated 1 Hz heart rate (plus a step count a minute)
-//!    from many users at once is produced once into `biometric-updates` of a fresh topic
-//!    prefix. Then, one after the other, each in a consumer group of its own, over the same
-//!    input records:
+//!    from many users at once is produced into `biometric-updates` of a fresh topic prefix.
+//!    Then, each in a consumer group of its own, over the same input records:
 //!    - the **bare loop** (in this process): a `read_committed` consumer and a transactional
 //!      producer that forward every record's bytes to an output topic and commit (offsets in
-//!      the transaction) every 100 ms: Vigil's delivery guarantees without Vigil's work;
+//!      the transaction) every commit interval: Vigil's delivery guarantees without Vigil's
+//!      work;
 //!    - **Vigil**: `vigil run --kafka --exit-when-idle 2s` with the shipped rule pack
 //!      (`rules/`), as a subprocess.
+//!
+//!    This is done in rounds (3; `VIGIL_BENCH_ROUNDS`), each on a fresh prefix (so Vigil's
+//!    changelog starts empty), alternating which processor goes first: the broker's speed
+//!    drifts within a run, and the ceiling with it. The result is the median of each and the
+//!    ratio of the medians; every round is printed too.
 //!
 //!    Both are timed the same way, from outside: a consumer in the processor's group polls the
 //!    group's committed offsets every 50 ms; events/s = events committed between the first poll
@@ -40,7 +45,9 @@
 //! failure. `VIGIL_BENCH_SMOKE=1` shrinks everything (figures meaningless; ~25 s here).
 //! `VIGIL_BENCH_KAFKA_PARTITIONS` changes the partition count (default 6) and
 //! `VIGIL_BENCH_COMMIT_INTERVAL_MS` the commit interval of both Vigil and the bare loop
-//! (default 100, Vigil's default). No assertions on timings.
+//! (default: Vigil's default). `VIGIL_BENCH_ONLY=throughput` or `=latency` runs one phase;
+//! `VIGIL_BENCH_LATENCY_DUMP=DIR` writes every measured latency to DIR. No assertions on
+//! timings.
 
 mod common;
 
@@ -1455,78 +1462,51 @@ fn rules_dir(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-fn main() {
-    let Some(brokers) = kafka_env::brokers() else {
-        return;
-    };
-    let started = Instant::now();
-    let plan = Plan::new(common::smoke());
-    let mut broker = Broker::new(brokers);
-    let pids = Pids {
-        vigil: None,
-        broker: broker_pid(),
-    };
-    println!(
-        "kafka_e2e: broker {}, {} partitions per topic, commit interval {} ms, {} cores{}",
-        broker.brokers,
-        plan.partitions,
-        commit_interval().as_millis(),
-        cores_online(),
-        if plan.smoke {
-            " (SMOKE: small sizes, figures meaningless)"
-        } else {
-            ""
-        }
-    );
+/// Rounds of the throughput phase: `VIGIL_BENCH_ROUNDS`, else 3 (1 in smoke mode).
+fn rounds(smoke: bool) -> usize {
+    std::env::var("VIGIL_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(if smoke { 1 } else { 3 })
+}
 
-    // 1. Throughput from a backlog.
-    let backlog = Stream::new(plan.backlog_users, plan.backlog_seconds, 2024, false);
-    let events = backlog.records.len() as i64;
-    println!(
-        "backlog: {} events ({} users × {} s of 1 Hz heart rate + step counts), {:.1} MB of JSON \
-         ({:.0} B/event)",
-        thousands(events),
-        plan.backlog_users,
-        plan.backlog_seconds,
-        backlog.bytes.len() as f64 / 1e6,
-        backlog.bytes.len() as f64 / events as f64
-    );
-    let a = broker.prefix("backlog", plan.partitions);
-    let took = produce_all(
-        &broker.brokers,
-        &a.topic("biometric-updates"),
-        &backlog,
-        &backlog.records,
-    );
-    println!(
-        "  produced in {:.2} s ({} events/s into the broker)",
-        took.as_secs_f64(),
-        thousands((events as f64 / took.as_secs_f64()) as i64)
-    );
-    drop(backlog);
-    let limit = Duration::from_secs(if plan.smoke { 120 } else { 900 });
-
+/// The bare loop over the backlog in `a`, in a group of its own.
+fn bare_backlog(plan: &Plan, broker: &mut Broker, a: &Prefix, events: i64, pids: Pids) -> Watched {
     println!("bare loop over the backlog …");
-    let bare_group = broker.group("backlog-bare");
-    let committed = Committed::new(&broker.brokers, &bare_group, &a.inputs(), plan.partitions);
-    let bare = Bare::start(&broker.brokers, &bare_group, &a);
-    let bare_watch = watch(&committed, events, limit, pids, || {
+    let limit = Duration::from_secs(if plan.smoke { 120 } else { 900 });
+    let group = broker.group("backlog-bare");
+    let committed = Committed::new(&broker.brokers, &group, &a.inputs(), plan.partitions);
+    let bare = Bare::start(&broker.brokers, &group, a);
+    let watched = watch(&committed, events, limit, pids, || {
         !bare.handle.is_finished()
     });
-    let bare_stats = bare.finish();
-    let bare_watch =
-        bare_watch.unwrap_or_else(|e| panic!("bare loop: {e}; {}", bare_stats.describe()));
-    println!("  {}", bare_watch.describe());
-    println!("  CPU: {}", bare_watch.cpu.describe());
-    println!("  {}", bare_stats.describe());
+    let stats = bare.finish();
+    let watched = watched.unwrap_or_else(|e| panic!("bare loop: {e}; {}", stats.describe()));
+    println!("  {}", watched.describe());
+    println!("  CPU: {}", watched.cpu.describe());
+    println!("  {}", stats.describe());
+    watched
+}
 
+/// Vigil over the backlog in `a` (`rules/`), in a group of its own. Each round has its own
+/// prefix, so its state changelog starts empty.
+fn vigil_backlog(
+    plan: &Plan,
+    broker: &mut Broker,
+    a: &Prefix,
+    events: i64,
+    pids: Pids,
+    round: usize,
+) -> Watched {
     println!("vigil over the backlog (rules/) …");
-    let vigil_group = broker.group("backlog-vigil");
-    let committed = Committed::new(&broker.brokers, &vigil_group, &a.inputs(), plan.partitions);
+    let limit = Duration::from_secs(if plan.smoke { 120 } else { 900 });
+    let group = broker.group(&format!("backlog-vigil{round}"));
+    let committed = Committed::new(&broker.brokers, &group, &a.inputs(), plan.partitions);
     let mut vigil = Vigil::start(
-        &broker,
-        &a,
-        &vigil_group,
+        broker,
+        a,
+        &group,
         "vigil-backlog",
         &[rules_dir("rules")],
         Some("2s"),
@@ -1535,24 +1515,38 @@ fn main() {
         vigil: vigil.pid(),
         ..pids
     };
-    let vigil_watch = watch(&committed, events, limit, vigil_pids, || vigil.alive());
+    let watched = watch(&committed, events, limit, vigil_pids, || vigil.alive());
     let log = vigil.finish(false, Duration::from_secs(60));
-    let vigil_watch = match vigil_watch {
+    let watched = match watched {
         Ok(w) => w,
         Err(e) => {
             print_log("vigil", &log);
             panic!("vigil: {e}");
         }
     };
-    println!("  {}", vigil_watch.describe());
-    println!("  CPU: {}", vigil_watch.cpu.describe());
+    println!("  {}", watched.describe());
+    println!("  CPU: {}", watched.cpu.describe());
     println!(
         "  {}",
-        describe_changelog(&broker, &a, plan.partitions, events)
+        describe_changelog(broker, a, plan.partitions, events)
     );
     print_log("vigil", &log);
+    watched
+}
 
-    // 2. Latency at a fixed rate.
+/// The median run by rate (the lower middle one of an even count).
+fn median(runs: &[Watched]) -> Option<&Watched> {
+    let mut rated: Vec<&Watched> = runs.iter().filter(|w| w.rate().is_some()).collect();
+    rated.sort_by(|a, b| {
+        a.rate()
+            .partial_cmp(&b.rate())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    rated.get(rated.len().saturating_sub(1) / 2).copied()
+}
+
+/// The fixed-rate phase: Vigil, then the bare loop, on the same input.
+fn latency_phases(plan: &Plan, broker: &mut Broker, pids: Pids) -> (Latency, Latency) {
     let seconds_per_user = (plan.rate_events() / plan.latency_users) as u32 + 10;
     let live = Stream::new(plan.latency_users, seconds_per_user, 7, true);
     assert!(live.records.len() >= plan.latency_users + plan.rate_events());
@@ -1637,6 +1631,80 @@ fn main() {
     println!("  CPU: {}", bare_latency.cpu.describe());
     println!("  {}", stats.describe());
 
+    (vigil_latency, bare_latency)
+}
+
+fn main() {
+    let Some(brokers) = kafka_env::brokers() else {
+        return;
+    };
+    let started = Instant::now();
+    let plan = Plan::new(common::smoke());
+    let mut broker = Broker::new(brokers);
+    let pids = Pids {
+        vigil: None,
+        broker: broker_pid(),
+    };
+    println!(
+        "kafka_e2e: broker {}, {} partitions per topic, commit interval {} ms, {} cores{}",
+        broker.brokers,
+        plan.partitions,
+        commit_interval().as_millis(),
+        cores_online(),
+        if plan.smoke {
+            " (SMOKE: small sizes, figures meaningless)"
+        } else {
+            ""
+        }
+    );
+
+    // 1. Throughput from a backlog.
+    let backlog = Stream::new(plan.backlog_users, plan.backlog_seconds, 2024, false);
+    let events = backlog.records.len() as i64;
+    println!(
+        "backlog: {} events ({} users × {} s of 1 Hz heart rate + step counts), {:.1} MB of JSON \
+         ({:.0} B/event)",
+        thousands(events),
+        plan.backlog_users,
+        plan.backlog_seconds,
+        backlog.bytes.len() as f64 / 1e6,
+        backlog.bytes.len() as f64 / events as f64
+    );
+    let rounds = rounds(plan.smoke);
+    let phase = std::env::var("VIGIL_BENCH_ONLY").unwrap_or_default();
+    let mut bare_runs: Vec<Watched> = Vec::new();
+    let mut vigil_runs: Vec<Watched> = Vec::new();
+    if phase != "latency" {
+        // Rounds alternate which processor goes first: the broker's speed drifts within a
+        // run (its JIT warming up, its page cache), and the ceiling with it.
+        for round in 0..rounds {
+            let a = broker.prefix(&format!("backlog{round}"), plan.partitions);
+            let took = produce_all(
+                &broker.brokers,
+                &a.topic("biometric-updates"),
+                &backlog,
+                &backlog.records,
+            );
+            println!(
+                "round {} of {rounds}: produced in {:.2} s ({} events/s into the broker)",
+                round + 1,
+                took.as_secs_f64(),
+                thousands((events as f64 / took.as_secs_f64()) as i64)
+            );
+            for vigil_now in [round % 2 == 1, round % 2 == 0] {
+                if vigil_now {
+                    vigil_runs.push(vigil_backlog(&plan, &mut broker, &a, events, pids, round));
+                } else {
+                    bare_runs.push(bare_backlog(&plan, &mut broker, &a, events, pids));
+                }
+            }
+        }
+    }
+    drop(backlog);
+
+    // 2. Latency at a fixed rate.
+    let latencies = (phase != "throughput").then(|| latency_phases(&plan, &mut broker, pids));
+
     // 3. Results.
     println!();
     println!(
@@ -1649,40 +1717,71 @@ fn main() {
         "throughput, backlog of {} heart-rate events, input topic → committed:",
         thousands(events)
     );
-    println!("  RESULT bare loop: {}", bare_watch.describe());
-    println!("  RESULT vigil:     {}", vigil_watch.describe());
-    match (bare_watch.rate(), vigil_watch.rate()) {
-        (Some(bare), Some(vigil)) => println!(
-            "  RESULT ratio vigil / bare loop: {:.1} % (target ≥ 80 %)",
-            vigil / bare * 100.0
-        ),
-        _ => println!("  RESULT ratio vigil / bare loop: not measurable (too few events)"),
+    for (i, (bare, vigil)) in bare_runs.iter().zip(&vigil_runs).enumerate() {
+        let ratio = match (bare.rate(), vigil.rate()) {
+            (Some(b), Some(v)) => format!("{:.1} %", v / b * 100.0),
+            _ => "not measurable".to_string(),
+        };
+        println!(
+            "  round {}: bare loop {}, vigil {} events/s: {ratio}",
+            i + 1,
+            bare.rate()
+                .map_or("-".into(), |r| thousands(r.round() as i64)),
+            vigil
+                .rate()
+                .map_or("-".into(), |r| thousands(r.round() as i64)),
+        );
     }
-    for (what, l, unit) in [
-        ("vigil event → alert/milestone", &vigil_latency, "outputs"),
-        (
-            "bare loop event → forwarded record",
-            &bare_latency,
-            "records",
+    match (median(&bare_runs), median(&vigil_runs)) {
+        (Some(bare), Some(vigil)) => {
+            println!(
+                "  RESULT bare loop (median of {}): {}",
+                bare_runs.len(),
+                bare.describe()
+            );
+            println!(
+                "  RESULT vigil (median of {}):     {}",
+                vigil_runs.len(),
+                vigil.describe()
+            );
+            if let (Some(b), Some(v)) = (bare.rate(), vigil.rate()) {
+                println!(
+                    "  RESULT ratio of the medians, vigil / bare loop: {:.1} % (target ≥ 80 %)",
+                    v / b * 100.0
+                );
+            }
+        }
+        _ => println!(
+            "  RESULT throughput not measured (VIGIL_BENCH_ONLY=latency, or too few events)"
         ),
-    ] {
-        println!(
-            "latency, {what}, at {} events/s ({} events sent in {:.2} s; first {:.0} s not \
-             counted):",
-            thousands(plan.rate as i64),
-            thousands(l.sent as i64),
-            l.send_seconds,
-            plan.warmup.as_secs_f64()
-        );
-        println!("  RESULT {}", l.describe(unit));
-        println!(
-            "  ({} {unit} in all, {} from warm-up events, {} caused by the probe or not \
-             matched; at most {} events sent but not yet committed at a poll)",
-            thousands(l.outputs as i64),
-            l.warmup_outputs,
-            l.unmatched,
-            thousands(l.max_behind)
-        );
+    }
+    if let Some((vigil_latency, bare_latency)) = &latencies {
+        for (what, l, unit) in [
+            ("vigil event → alert/milestone", vigil_latency, "outputs"),
+            (
+                "bare loop event → forwarded record",
+                bare_latency,
+                "records",
+            ),
+        ] {
+            println!(
+                "latency, {what}, at {} events/s ({} events sent in {:.2} s; first {:.0} s not \
+                 counted):",
+                thousands(plan.rate as i64),
+                thousands(l.sent as i64),
+                l.send_seconds,
+                plan.warmup.as_secs_f64()
+            );
+            println!("  RESULT {}", l.describe(unit));
+            println!(
+                "  ({} {unit} in all, {} from warm-up events, {} caused by the probe or not \
+                 matched; at most {} events sent but not yet committed at a poll)",
+                thousands(l.outputs as i64),
+                l.warmup_outputs,
+                l.unmatched,
+                thousands(l.max_behind)
+            );
+        }
     }
     println!("  (target: vigil p99 ≤ 50 ms at 20 000 events/s)");
     println!(

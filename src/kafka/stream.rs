@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::{CStr, CString};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -219,19 +219,23 @@ impl From<KafkaError> for SessionError {
     }
 }
 
-/// Records rebalances for the run loop, which reacts after `poll` returns.
+/// Counts rebalances for the run loop, which reacts after `poll` returns.
 #[derive(Default)]
 struct RebalanceFlag {
-    happened: Mutex<bool>,
+    count: AtomicU64,
+}
+
+impl RebalanceFlag {
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
 }
 
 impl ClientContext for RebalanceFlag {}
 
 impl ConsumerContext for RebalanceFlag {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Ok(mut happened) = self.happened.lock() {
-            *happened = true;
-        }
+        self.count.fetch_add(1, Ordering::SeqCst);
         if let Rebalance::Error(e) = rebalance {
             tracing::warn!(error = %e, "rebalance error");
         }
@@ -243,8 +247,11 @@ impl ConsumerContext for RebalanceFlag {
 /// the task's thread decodes them.
 struct Record {
     offset: i64,
-    key: Option<Vec<u8>>,
-    payload: Option<Vec<u8>>,
+    /// The key's bytes, then the payload's: one allocation for both.
+    bytes: Vec<u8>,
+    /// Where the key ends in `bytes`; `None` for a record without a key.
+    key_len: Option<usize>,
+    has_payload: bool,
     /// `None` until the task's thread has decoded the record.
     decoded: Option<Result<Event, String>>,
     /// Where the record sorts in its task's merge: its event time, or the earliest possible
@@ -254,13 +261,33 @@ struct Record {
 
 impl Record {
     fn copied(message: &BorrowedMessage<'_>) -> Record {
+        let key = message.key();
+        let payload = message.payload();
+        let key_len = key.map(<[u8]>::len);
+        let mut bytes = Vec::with_capacity(key_len.unwrap_or(0) + payload.map_or(0, <[u8]>::len));
+        bytes.extend_from_slice(key.unwrap_or_default());
+        bytes.extend_from_slice(payload.unwrap_or_default());
         Record {
             offset: message.offset(),
-            key: message.key().map(<[u8]>::to_vec),
-            payload: message.payload().map(<[u8]>::to_vec),
+            bytes,
+            key_len,
+            has_payload: payload.is_some(),
             decoded: None,
             merge_time: i64::MIN,
         }
+    }
+
+    fn payload(&self) -> Option<&[u8]> {
+        self.has_payload
+            .then(|| &self.bytes[self.key_len.unwrap_or(0)..])
+    }
+
+    /// The key and the payload, owned.
+    fn into_parts(mut self) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+        let payload = self
+            .has_payload
+            .then(|| self.bytes.split_off(self.key_len.unwrap_or(0)));
+        (self.key_len.map(|_| self.bytes), payload)
     }
 }
 
@@ -291,6 +318,8 @@ struct Task {
     out: TaskOutput,
     /// Scratch for the engine's outputs of one event.
     outputs: Vec<OutputEvent>,
+    /// Scratch for the engine's state changes.
+    changes: Vec<StateRecord>,
     /// Records until the next one whose processing time is measured.
     sample_in: u32,
     /// Bytes in state as last measured (see [`Session::update_gauges`]).
@@ -374,6 +403,54 @@ impl Workers {
             _ => selected.into_iter().try_for_each(work),
         }
     }
+
+    /// [`Workers::each`], with `meanwhile` run on the calling thread while the pool works (or
+    /// after the work, when it is done in line). Both always run.
+    fn each_while<W, T>(
+        &self,
+        tasks: &mut BTreeMap<i32, Task>,
+        amount: impl Fn(&Task) -> usize,
+        work: W,
+        meanwhile: impl FnOnce() -> T,
+    ) -> (anyhow::Result<()>, T)
+    where
+        W: Fn(&mut Task) -> anyhow::Result<()> + Sync,
+    {
+        let mut total = 0;
+        let selected: Vec<&mut Task> = tasks
+            .values_mut()
+            .filter(|t| {
+                let n = amount(t);
+                total += n;
+                n > 0
+            })
+            .collect();
+        match self {
+            Workers::Pool(pool) if selected.len() > 1 && total >= PARALLEL_FROM => {
+                let failed: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+                let work = &work;
+                let failed_ref = &failed;
+                let side = pool.in_place_scope(|scope| {
+                    for task in selected {
+                        scope.spawn(move |_| {
+                            if let Err(e) = work(task) {
+                                if let Ok(mut slot) = failed_ref.lock() {
+                                    slot.get_or_insert(e);
+                                }
+                            }
+                        });
+                    }
+                    meanwhile()
+                });
+                let failed = failed.into_inner().ok().flatten();
+                (failed.map_or(Ok(()), Err), side)
+            }
+            _ => {
+                let result = selected.into_iter().try_for_each(work);
+                (result, meanwhile())
+            }
+        }
+    }
 }
 
 struct Session<'a> {
@@ -398,6 +475,10 @@ struct Session<'a> {
     counters: InputCounters,
     /// The task whose bytes in state the next gauge update measures (one per update).
     measure_next: i32,
+    /// Records polled while the tasks processed, for the loop to hand to them next.
+    staged: Vec<(usize, i32, Record)>,
+    /// Rebalances the loop has reacted to (see [`RebalanceFlag`]).
+    rebalances_seen: u64,
 }
 
 impl Drop for Session<'_> {
@@ -515,6 +596,8 @@ impl<'a> Session<'a> {
             shared_status: StatusBuffer::new(&options.rules),
             counters,
             measure_next: 0,
+            staged: Vec::new(),
+            rebalances_seen: 0,
         })
     }
 
@@ -557,48 +640,20 @@ impl<'a> Session<'a> {
                 tracing::info!("stopped: the open transaction is committed");
                 return Ok(());
             }
-            let mut received = 0;
-            // While a transaction commits, look back soon: the next batch goes out as soon as
-            // it has.
-            let mut wait = Duration::from_millis(if self.committer.busy() { 1 } else { 5 });
-            // A pass takes what librdkafka has fetched, up to PASS_RECORDS: it hands fetched
-            // data over a partition at a time (up to a fetch's worth, ~5 000 records), so a
-            // smaller pass holds one task and leaves the other threads idle.
-            while received < PASS_RECORDS {
-                // What processing needs is copied out of the message here: it borrows the
-                // consumer, which the rest of the loop uses too.
-                let Some(result) = self.consumer.poll(wait).map(|r| {
-                    r.map(|m| {
-                        let input = self.topics.inputs.iter().position(|t| t == m.topic());
-                        (input, m.partition(), Record::copied(&m))
-                    })
-                }) else {
-                    break;
-                };
-                wait = Duration::ZERO;
-                self.after_rebalance(summary)?;
-                match result {
-                    Ok((Some(input), partition, record)) => {
-                        self.receive(input, partition, record)?;
-                        received += 1;
-                    }
-                    Ok((None, ..)) => {}
-                    Err(KafkaError::PartitionEOF(_)) => {}
-                    Err(e @ KafkaError::MessageConsumptionFatal(_)) => {
-                        return Err(SessionError::Retry(e.into()))
-                    }
-                    Err(e) => tracing::warn!(error = %e, "consumer error"),
-                }
-            }
-            self.after_rebalance(summary)?;
-            if received > 0 {
-                self.last_input = Instant::now();
-            }
             // With no commit in flight, this pass's records (state changes included) go out
             // right after it, into the open transaction. During a commit they wait, and the
             // state changes of a key coalesce in the engine until the next pass that sends.
             let sending = !self.committer.busy();
-            self.process_ready(sending)?;
+            let received = self.pass(sending)?;
+            self.after_rebalance(summary)?;
+            let mut staged = std::mem::take(&mut self.staged);
+            for (input, partition, record) in staged.drain(..) {
+                self.receive(input, partition, record)?;
+            }
+            self.staged = staged;
+            if received > 0 {
+                self.last_input = Instant::now();
+            }
             if self.batch.records.len() >= Batch::FULL {
                 self.settle(summary)?;
             }
@@ -626,18 +681,11 @@ impl<'a> Session<'a> {
     /// them; they are restored from the changelog as their partitions deliver records again,
     /// from the committed offsets.
     fn after_rebalance(&mut self, summary: &mut StreamSummary) -> Result<(), SessionError> {
-        let happened = {
-            let mut flag = self
-                .consumer
-                .context()
-                .happened
-                .lock()
-                .map_err(|_| anyhow!("rebalance flag poisoned"))?;
-            std::mem::take(&mut *flag)
-        };
-        if !happened {
+        let count = self.consumer.context().count();
+        if count == self.rebalances_seen {
             return Ok(());
         }
+        self.rebalances_seen = count;
         // The batch in flight holds only partitions this instance owned when it was gathered,
         // and its offsets are bound to that generation: it commits whole or not at all. What
         // was gathered since is dropped with the engines.
@@ -848,25 +896,39 @@ impl<'a> Session<'a> {
                 status,
             },
             outputs: Vec::new(),
+            changes: Vec::new(),
             sample_in: telemetry::metrics::LATENCY_SAMPLE_EVERY,
             bytes: engine_bytes,
         })
     }
 
-    /// Processes, per task, every record that the timestamp merge allows now (the tasks in
-    /// parallel), and gathers what they produced into the batch; with `drain`, their state
-    /// changes too.
-    fn process_ready(&mut self, drain: bool) -> Result<(), SessionError> {
+    /// One pass of the loop: every task processes what the timestamp merge allows of its
+    /// buffered records (with `drain`, its state changes go out too), the tasks in parallel,
+    /// while this thread polls the consumer for the next pass's records into `staged`.
+    /// Returns how many records it polled.
+    fn pass(&mut self, drain: bool) -> Result<usize, SessionError> {
+        let mut buffered = false;
         for task in self.tasks.values_mut() {
             if task.inputs.iter().all(|i| i.buffered.is_empty()) {
                 continue;
             }
+            buffered = true;
             // Watermarks asked once per pass: the call takes librdkafka's locks, which its
             // fetcher needs too, and the answer only changes as fetches arrive.
             for (high, name) in task.highs.iter_mut().zip(&self.inputs_c) {
                 *high = high_watermark(&self.consumer, name, task.partition);
             }
         }
+        // With records to process, the poll takes only what has arrived; else it waits a
+        // little for more (and, while a transaction commits, looks back soon: the records
+        // gathered meanwhile go out as soon as it has).
+        let wait = if buffered {
+            Duration::ZERO
+        } else if self.committer.busy() {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_millis(5)
+        };
         let context = TaskContext {
             decoder: &self.decoder,
             topics: &self.topics,
@@ -875,11 +937,18 @@ impl<'a> Session<'a> {
             max_message_bytes: self.options.max_message_bytes,
             max_task_idle_ms: self.config.streaming.max_task_idle_ms,
         };
-        let result = self.workers.each(
+        let consumer = &self.consumer;
+        let staged = &mut self.staged;
+        let (processed, polled) = self.workers.each_while(
             &mut self.tasks,
             |t| {
                 let records: usize = t.inputs.iter().map(|i| i.buffered.len()).sum();
-                records + if drain { t.engine.keys_changed() } else { 0 }
+                records
+                    + if drain {
+                        KEY_WEIGHT * t.engine.keys_changed()
+                    } else {
+                        0
+                    }
             },
             |t| {
                 t.process_ready(&context)?;
@@ -888,9 +957,11 @@ impl<'a> Session<'a> {
                 }
                 Ok(())
             },
+            || poll_into(consumer, &context.topics.inputs, staged, wait),
         );
         self.gather();
-        Ok(result?)
+        processed?;
+        polled
     }
 
     /// Moves what the tasks produced into the batch and the shared-state buffer.
@@ -925,7 +996,7 @@ impl<'a> Session<'a> {
         // parallel.
         self.workers.each(
             &mut self.tasks,
-            |t| t.engine.keys_changed(),
+            |t| KEY_WEIGHT * t.engine.keys_changed(),
             |task| {
                 task.drain_changelog();
                 Ok(())
@@ -993,8 +1064,12 @@ impl<'a> Session<'a> {
     }
 }
 
-/// Records (or keys with state changes) below which a pass is not worth other threads.
+/// Records below which a pass is not worth other threads.
 const PARALLEL_FROM: usize = 2_000;
+
+/// What writing one key's state changes costs next to processing one record (measured: a
+/// key's record and its closed sample chunks take several times an event's processing).
+const KEY_WEIGHT: usize = 8;
 
 /// Most records one pass of the loop takes before processing them (see the loop).
 const PASS_RECORDS: usize = 20_000;
@@ -1024,11 +1099,7 @@ impl Task {
         for slot in &mut self.inputs {
             let from = slot.buffered.len() - slot.undecoded;
             for record in slot.buffered.range_mut(from..) {
-                let decoded = decode(
-                    context.decoder,
-                    record.payload.as_deref(),
-                    context.max_message_bytes,
-                );
+                let decoded = decode(context.decoder, record.payload(), context.max_message_bytes);
                 record.merge_time = decoded.as_ref().map_or(i64::MIN, |e| e.time.millis());
                 record.decoded = Some(decoded);
             }
@@ -1151,12 +1222,11 @@ impl Task {
     /// Moves the engine's state changes since the last transaction into the task's output,
     /// bound for its changelog partition.
     fn drain_changelog(&mut self) {
-        let mut changes = Vec::new();
-        self.engine.drain_changelog(&mut changes);
+        self.engine.drain_changelog(&mut self.changes);
         let partition = self.partition;
         self.out
             .records
-            .extend(changes.into_iter().map(|change| OutRecord {
+            .extend(self.changes.drain(..).map(|change| OutRecord {
                 topic: OutTopic::State,
                 partition: Some(partition),
                 key: Some(change.key),
@@ -1188,7 +1258,8 @@ fn forward(
     }
     // A record larger than the broker accepts would fail the transaction again at every
     // retry: keep its head, and say so.
-    let payload = record.payload.map(|mut p| {
+    let (key, payload) = record.into_parts();
+    let payload = payload.map(|mut p| {
         if p.len() > FORWARD_LIMIT {
             let full = p.len().to_string();
             headers =
@@ -1200,7 +1271,7 @@ fn forward(
     OutRecord {
         topic,
         partition: None,
-        key: record.key,
+        key,
         payload,
         headers: Some(headers),
     }
@@ -1216,6 +1287,48 @@ fn decode(decoder: &Decoder, payload: Option<&[u8]>, max_bytes: usize) -> Result
         .to_string()),
         Some(payload) => decoder.decode(payload).map_err(|e| e.to_string()),
     }
+}
+
+/// Polls up to [`PASS_RECORDS`] records into `staged`, waiting up to `wait` for the first:
+/// what processing needs is copied out of each message, which borrows the consumer. Records
+/// polled before a rebalance are dropped (their tasks are dropped too, and the partitions
+/// resume from the committed offsets). Returns how many records it polled.
+fn poll_into(
+    consumer: &BaseConsumer<RebalanceFlag>,
+    inputs: &[String],
+    staged: &mut Vec<(usize, i32, Record)>,
+    mut wait: Duration,
+) -> Result<usize, SessionError> {
+    let mut polled = 0;
+    let mut rebalances = consumer.context().count();
+    // librdkafka hands fetched data over a partition at a time (up to a fetch's worth, ~5 000
+    // records): a pass much smaller than PASS_RECORDS would hold one task and leave the
+    // other threads idle.
+    while polled < PASS_RECORDS {
+        let Some(result) = consumer.poll(wait) else {
+            break;
+        };
+        wait = Duration::ZERO;
+        let now = consumer.context().count();
+        if now != rebalances {
+            rebalances = now;
+            staged.clear();
+        }
+        match result {
+            Ok(m) => {
+                if let Some(input) = inputs.iter().position(|t| t == m.topic()) {
+                    staged.push((input, m.partition(), Record::copied(&m)));
+                    polled += 1;
+                }
+            }
+            Err(KafkaError::PartitionEOF(_)) => {}
+            Err(e @ KafkaError::MessageConsumptionFatal(_)) => {
+                return Err(SessionError::Retry(e.into()))
+            }
+            Err(e) => tracing::warn!(error = %e, "consumer error"),
+        }
+    }
+    Ok(polled)
 }
 
 /// The input whose head record the task processes next, by (event time, input order); `None`
