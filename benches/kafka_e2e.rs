@@ -1563,15 +1563,15 @@ fn latency_phases(plan: &Plan, broker: &mut Broker, pids: Pids) -> (Latency, Lat
     );
     let b = broker.prefix("live", plan.partitions);
     let live_group = broker.group("live-vigil");
-    let vigil = Vigil::start(&broker, &b, &live_group, "vigil-live", &live_rules, None);
+    let vigil = Vigil::start(broker, &b, &live_group, "vigil-live", &live_rules, None);
     let live_pids = Pids {
         vigil: vigil.pid(),
         ..pids
     };
     let mut processor = Processor::Vigil(vigil);
     let vigil_latency = latency_phase(
-        &plan,
-        &broker,
+        plan,
+        broker,
         &b,
         &live_group,
         &mut processor,
@@ -1596,7 +1596,7 @@ fn latency_phases(plan: &Plan, broker: &mut Broker, pids: Pids) -> (Latency, Lat
     println!(
         "  {}",
         describe_changelog(
-            &broker,
+            broker,
             &b,
             plan.partitions,
             (vigil_latency.sent + plan.latency_users) as i64
@@ -1612,8 +1612,8 @@ fn latency_phases(plan: &Plan, broker: &mut Broker, pids: Pids) -> (Latency, Lat
     let live_bare_group = broker.group("live-bare");
     let mut processor = Processor::Bare(Bare::start(&broker.brokers, &live_bare_group, &c));
     let bare_latency = latency_phase(
-        &plan,
-        &broker,
+        plan,
+        broker,
         &c,
         &live_bare_group,
         &mut processor,
