@@ -991,6 +991,26 @@ mod tests {
     }
 
     #[test]
+    fn processing_threads_default_to_the_cores_and_are_checked() {
+        let c = Config::default();
+        assert_eq!(c.kafka.streaming.threads, None);
+        assert!(c.kafka.streaming.threads() >= 1);
+        let c = from_file("[kafka.streaming]\nthreads = 3\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.kafka.streaming.threads, Some(3));
+        assert_eq!(c.kafka.streaming.threads(), 3);
+        for bad in ["0", "-1", "100000"] {
+            let err = from_file(&format!("[kafka.streaming]\nthreads = {bad}\n"))
+                .unwrap_err()
+                .render(false);
+            assert!(
+                err.contains("streaming.threads must be between 1 and 256"),
+                "{err}"
+            );
+            assert!(err.contains(":2:11"), "{err}");
+        }
+    }
+
+    #[test]
     fn the_file_overrides_only_what_it_names() {
         let c = from_file(
             r#"

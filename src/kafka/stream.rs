@@ -644,13 +644,16 @@ impl<'a> Session<'a> {
             // right after it, into the open transaction. During a commit they wait, and the
             // state changes of a key coalesce in the engine until the next pass that sends.
             let sending = !self.committer.busy();
-            let received = self.pass(sending)?;
+            let (received, processed) = self.pass(sending)?;
             self.after_rebalance(summary)?;
             let mut staged = std::mem::take(&mut self.staged);
             for (input, partition, record) in staged.drain(..) {
                 self.receive(input, partition, record)?;
             }
             self.staged = staged;
+            if !processed {
+                self.process_buffered(sending)?;
+            }
             if received > 0 {
                 self.last_input = Instant::now();
             }
@@ -902,33 +905,39 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// One pass of the loop: every task processes what the timestamp merge allows of its
-    /// buffered records (with `drain`, its state changes go out too), the tasks in parallel,
-    /// while this thread polls the consumer for the next pass's records into `staged`.
-    /// Returns how many records it polled.
-    fn pass(&mut self, drain: bool) -> Result<usize, SessionError> {
-        let mut buffered = false;
+    /// Asks each task's input watermarks (once per pass: the call takes librdkafka's locks,
+    /// which its fetcher needs too, and the answer only changes as fetches arrive); returns
+    /// the records buffered in all tasks.
+    fn set_highs(&mut self) -> usize {
+        let mut buffered = 0;
         for task in self.tasks.values_mut() {
-            if task.inputs.iter().all(|i| i.buffered.is_empty()) {
+            let records: usize = task.inputs.iter().map(|i| i.buffered.len()).sum();
+            if records == 0 {
                 continue;
             }
-            buffered = true;
-            // Watermarks asked once per pass: the call takes librdkafka's locks, which its
-            // fetcher needs too, and the answer only changes as fetches arrive.
+            buffered += records;
             for (high, name) in task.highs.iter_mut().zip(&self.inputs_c) {
                 *high = high_watermark(&self.consumer, name, task.partition);
             }
         }
-        // With records to process, the poll takes only what has arrived; else it waits a
-        // little for more (and, while a transaction commits, looks back soon: the records
-        // gathered meanwhile go out as soon as it has).
-        let wait = if buffered {
-            Duration::ZERO
-        } else if self.committer.busy() {
-            Duration::from_millis(1)
-        } else {
-            Duration::from_millis(5)
-        };
+        buffered
+    }
+
+    /// Polls the consumer into `staged`; returns how many records it polled and whether it
+    /// processed the buffered records meanwhile. With a backlog buffered (and threads to
+    /// share it) the tasks process it in parallel while this thread polls the next pass's
+    /// records (with `drain`, their state changes go out too). Otherwise it only polls, waiting
+    /// a little for more: the loop processes right after, so live traffic goes out in the
+    /// transaction it arrived in.
+    fn pass(&mut self, drain: bool) -> Result<(usize, bool), SessionError> {
+        let buffered = self.set_highs();
+        if buffered < PARALLEL_FROM || matches!(self.workers, Workers::Inline) {
+            // While a transaction commits, look back soon: the records gathered meanwhile
+            // go out as soon as it has.
+            let wait = Duration::from_millis(if self.committer.busy() { 1 } else { 5 });
+            let polled = poll_into(&self.consumer, &self.topics.inputs, &mut self.staged, wait)?;
+            return Ok((polled, false));
+        }
         let context = TaskContext {
             decoder: &self.decoder,
             topics: &self.topics,
@@ -941,27 +950,35 @@ impl<'a> Session<'a> {
         let staged = &mut self.staged;
         let (processed, polled) = self.workers.each_while(
             &mut self.tasks,
-            |t| {
-                let records: usize = t.inputs.iter().map(|i| i.buffered.len()).sum();
-                records
-                    + if drain {
-                        KEY_WEIGHT * t.engine.keys_changed()
-                    } else {
-                        0
-                    }
-            },
-            |t| {
-                t.process_ready(&context)?;
-                if drain {
-                    t.drain_changelog();
-                }
-                Ok(())
-            },
-            || poll_into(consumer, &context.topics.inputs, staged, wait),
+            |t| task_work(t, drain),
+            |t| t.process_ready(&context, drain),
+            || poll_into(consumer, &context.topics.inputs, staged, Duration::ZERO),
         );
         self.gather();
         processed?;
-        polled
+        Ok((polled?, true))
+    }
+
+    /// Processes every task's buffered records that the timestamp merge allows now (the
+    /// tasks in parallel when there is enough work), with `drain` their state changes too,
+    /// and gathers what they produced into the batch.
+    fn process_buffered(&mut self, drain: bool) -> Result<(), SessionError> {
+        self.set_highs();
+        let context = TaskContext {
+            decoder: &self.decoder,
+            topics: &self.topics,
+            shared: self.options.shared.as_deref(),
+            counters: &self.counters,
+            max_message_bytes: self.options.max_message_bytes,
+            max_task_idle_ms: self.config.streaming.max_task_idle_ms,
+        };
+        let result = self.workers.each(
+            &mut self.tasks,
+            |t| task_work(t, drain),
+            |t| t.process_ready(&context, drain),
+        );
+        self.gather();
+        Ok(result?)
     }
 
     /// Moves what the tasks produced into the batch and the shared-state buffer.
@@ -996,7 +1013,7 @@ impl<'a> Session<'a> {
         // parallel.
         self.workers.each(
             &mut self.tasks,
-            |t| KEY_WEIGHT * t.engine.keys_changed(),
+            |t| t.engine.keys_changed(),
             |task| {
                 task.drain_changelog();
                 Ok(())
@@ -1064,12 +1081,8 @@ impl<'a> Session<'a> {
     }
 }
 
-/// Records below which a pass is not worth other threads.
+/// Records (or keys with state changes) below which a pass is not worth other threads.
 const PARALLEL_FROM: usize = 2_000;
-
-/// What writing one key's state changes costs next to processing one record (measured: a
-/// key's record and its closed sample chunks take several times an event's processing).
-const KEY_WEIGHT: usize = 8;
 
 /// Most records one pass of the loop takes before processing them (see the loop).
 const PASS_RECORDS: usize = 20_000;
@@ -1094,8 +1107,9 @@ impl Drop for Restoring<'_> {
 }
 
 impl Task {
-    /// Decodes what arrived since the last pass, then processes every record the merge allows.
-    fn process_ready(&mut self, context: &TaskContext<'_>) -> anyhow::Result<()> {
+    /// Decodes what arrived since the last pass, then processes every record the merge allows;
+    /// with `drain`, moves the state changes into the output too.
+    fn process_ready(&mut self, context: &TaskContext<'_>, drain: bool) -> anyhow::Result<()> {
         for slot in &mut self.inputs {
             let from = slot.buffered.len() - slot.undecoded;
             for record in slot.buffered.range_mut(from..) {
@@ -1121,6 +1135,9 @@ impl Task {
             } else {
                 self.process_record(context, input, record)?;
             }
+        }
+        if drain {
+            self.drain_changelog();
         }
         Ok(())
     }
@@ -1287,6 +1304,13 @@ fn decode(decoder: &Decoder, payload: Option<&[u8]>, max_bytes: usize) -> Result
         .to_string()),
         Some(payload) => decoder.decode(payload).map_err(|e| e.to_string()),
     }
+}
+
+/// The work a task has in a pass, to decide whether other threads are worth waking: its
+/// buffered records, and with `drain` the keys whose state changes it writes.
+fn task_work(task: &Task, drain: bool) -> usize {
+    let records: usize = task.inputs.iter().map(|i| i.buffered.len()).sum();
+    records + if drain { task.engine.keys_changed() } else { 0 }
 }
 
 /// Polls up to [`PASS_RECORDS`] records into `staged`, waiting up to `wait` for the first:
