@@ -76,3 +76,28 @@ impl StatusBuffer {
         shared.send(touched, std::mem::take(&mut self.outputs));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absorbing_keeps_each_users_latest_time_and_empties_the_other() {
+        let mut mine = StatusBuffer::default();
+        mine.event("alice", 5_000);
+        mine.event("bob", 1_000);
+        let mut theirs = StatusBuffer::default();
+        theirs.event("alice", 3_000);
+        theirs.event("bob", 2_000);
+        theirs.event("carol", 7_000);
+        mine.absorb(&mut theirs);
+        let mut touched: Vec<(&str, i64)> =
+            mine.touched.iter().map(|(u, t)| (u.as_str(), *t)).collect();
+        touched.sort_unstable();
+        assert_eq!(
+            touched,
+            [("alice", 5_000), ("bob", 2_000), ("carol", 7_000)]
+        );
+        assert!(theirs.touched.is_empty() && theirs.outputs.is_empty());
+    }
+}

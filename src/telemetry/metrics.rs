@@ -546,6 +546,23 @@ mod tests {
     ];
 
     #[test]
+    fn absorbing_a_tally_adds_it_and_empties_it() {
+        let mut mine = Tally::default();
+        mine.event(0, EventType::HeartRate);
+        mine.late(0);
+        let mut theirs = Tally::default();
+        theirs.event(0, EventType::HeartRate);
+        theirs.event(1, EventType::StepCount);
+        theirs.invalid(1);
+        mine.absorb(&mut theirs);
+        assert_eq!(mine.events(), 3);
+        assert_eq!(mine.invalid, vec![0, 1]);
+        assert_eq!(mine.late, vec![1]);
+        assert_eq!(theirs.events(), 0);
+        assert!(theirs.invalid.iter().chain(&theirs.late).all(|&n| n == 0));
+    }
+
+    #[test]
     fn every_metric_is_encoded_with_its_help_and_type() {
         let metrics = Metrics::new();
         // A family is encoded once it has a series: the inputs' series exist from the start
