@@ -295,9 +295,16 @@ fn lag_above_the_threshold_and_a_topic_unlike_its_configuration_are_degraded() {
     offsets
         .add_partition_offset(&topic, 0, Offset::Offset(2))
         .expect("offset");
-    consumer
-        .commit(&offsets, CommitMode::Sync)
-        .expect("committed");
+    // A broker that has just started answers "not coordinator" until its group coordinator
+    // is loaded: ask again for a while.
+    let started = std::time::Instant::now();
+    while let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "committed: {e}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // The configuration now wants alerts kept for one day; the broker keeps them three.
     let config = env.dir.path().join("vigil.toml");

@@ -456,6 +456,20 @@ pub struct Lag {
     pub records: u64,
 }
 
+/// How long to wait before asking a coordinator that is still settling again.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Whether `e` is the group coordinator not being ready yet (a broker just started).
+fn coordinator_settling(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            Code::NotCoordinator | Code::CoordinatorLoadInProgress | Code::CoordinatorNotAvailable
+        )
+    )
+}
+
 fn lag(
     consumer: &BaseConsumer,
     topic: &str,
@@ -466,9 +480,18 @@ fn lag(
     for p in 0..partitions {
         wanted.add_partition(topic, p);
     }
-    let committed = consumer
-        .committed_offsets(wanted, remaining(deadline))
-        .map_err(|e| format!("committed offsets: {}", sentence(&e)))?;
+    // A broker that has just started loads its group coordinator on the first group request
+    // (and creates `__consumer_offsets`): it answers "not coordinator" or "loading" for a
+    // moment, which is not the group's lag. Asked again until the check's deadline.
+    let committed = loop {
+        match consumer.committed_offsets(wanted.clone(), remaining(deadline)) {
+            Ok(committed) => break committed,
+            Err(e) if coordinator_settling(&e) && Instant::now() + RETRY_AFTER < deadline => {
+                std::thread::sleep(RETRY_AFTER);
+            }
+            Err(e) => return Err(format!("committed offsets: {}", sentence(&e))),
+        }
+    };
     let mut found = Lag {
         partitions,
         committed: 0,
