@@ -29,7 +29,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _};
-use rayon::prelude::*;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
@@ -384,24 +383,7 @@ impl Workers {
     where
         W: Fn(&mut Task) -> anyhow::Result<()> + Sync,
     {
-        let mut total = 0;
-        let mut selected: Vec<&mut Task> = tasks
-            .values_mut()
-            .filter(|t| {
-                let n = amount(t);
-                total += n;
-                n > 0
-            })
-            .collect();
-        match self {
-            // Little work is done in line: waking another thread costs more than it saves, and
-            // on a busy machine the wake-up alone can take milliseconds, which live traffic
-            // would see as latency.
-            Workers::Pool(pool) if selected.len() > 1 && total >= PARALLEL_FROM => {
-                pool.install(|| selected.par_iter_mut().try_for_each(|t| work(t)))
-            }
-            _ => selected.into_iter().try_for_each(work),
-        }
+        self.each_while(tasks, amount, work, || ()).0
     }
 
     /// [`Workers::each`], with `meanwhile` run on the calling thread while the pool works (or
@@ -426,6 +408,9 @@ impl Workers {
             })
             .collect();
         match self {
+            // Little work is done in line: waking another thread costs more than it saves, and
+            // on a busy machine the wake-up alone can take milliseconds, which live traffic
+            // would see as latency.
             Workers::Pool(pool) if selected.len() > 1 && total >= PARALLEL_FROM => {
                 let failed: Mutex<Option<anyhow::Error>> = Mutex::new(None);
                 let work = &work;
