@@ -247,8 +247,21 @@ fn commit(
             offsets.add_partition_offset(topic, partition, Offset::Offset(offset))?;
         }
         await_deliveries(producer, timeout);
+        let acknowledged = started.elapsed();
         producer.send_offsets_to_transaction(&offsets, group, timeout)?;
+        let offsets_added = started.elapsed();
         producer.commit_transaction(timeout)?;
+        // Where a slow commit spent its time tells a slow broker (acknowledgements) from a
+        // slow coordinator (offsets, commit) when latency rises.
+        let took = started.elapsed();
+        if took >= SLOW_COMMIT {
+            tracing::debug!(
+                acknowledgements_ms = millis(acknowledged),
+                offsets_ms = millis(offsets_added - acknowledged),
+                commit_ms = millis(took - offsets_added),
+                "slow transaction commit"
+            );
+        }
         Ok(())
     })();
     match result {
@@ -269,6 +282,13 @@ fn commit(
             Err(anyhow!("transaction failed: {e:#}"))
         }
     }
+}
+
+/// Commits at least this long are logged (debug) with where the time went.
+const SLOW_COMMIT: Duration = Duration::from_millis(50);
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Serves delivery reports until every record sent is acknowledged (or `limit` passes), so

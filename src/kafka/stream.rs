@@ -636,7 +636,9 @@ impl<'a> Session<'a> {
                 self.receive(input, partition, record)?;
             }
             self.staged = staged;
-            if !processed {
+            // A backlog (a full poll) waits for the next pass, whose tasks process it while this
+            // thread polls the records after it; live traffic is processed at once.
+            if !processed && (received < PARALLEL_FROM || matches!(self.workers, Workers::Inline)) {
                 self.process_buffered(sending)?;
             }
             if received > 0 {
@@ -651,7 +653,10 @@ impl<'a> Session<'a> {
                 if last_commit.elapsed() >= commit_every
                     && (self.committer.is_open() || !self.batch.is_empty())
                 {
-                    self.hand_off()?;
+                    if self.hand_off()? > 0 {
+                        self.last_input = Instant::now();
+                    }
+                    self.after_rebalance(summary)?;
                     last_commit = Instant::now();
                 }
             }
@@ -919,7 +924,12 @@ impl<'a> Session<'a> {
         if buffered < PARALLEL_FROM || matches!(self.workers, Workers::Inline) {
             // While a transaction commits, look back soon: the records gathered meanwhile
             // go out as soon as it has.
-            let wait = Duration::from_millis(if self.committer.busy() { 1 } else { 5 });
+            // Records staged by the hand-off are waiting already: no waiting for more then.
+            let wait = if !self.staged.is_empty() {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(if self.committer.busy() { 1 } else { 5 })
+            };
             let polled = poll_into(&self.consumer, &self.topics.inputs, &mut self.staged, wait)?;
             return Ok((polled, false));
         }
@@ -989,22 +999,40 @@ impl<'a> Session<'a> {
     }
 
     /// Completes the open transaction (every task's state changes, the offsets it was computed
-    /// from) and starts committing it. The previous one must be settled.
-    fn hand_off(&mut self) -> Result<(), SessionError> {
+    /// from) and starts committing it; returns how many records it polled meanwhile (staged
+    /// for the next pass). The previous one must be settled.
+    fn hand_off(&mut self) -> Result<usize, SessionError> {
         if let Some(shared) = &self.options.shared {
             self.shared_status.hand_to(shared);
         }
+        // The offsets' generation: a rebalance during the poll below makes this transaction
+        // one the group no longer accepts offsets for, so it is left to `after_rebalance`.
+        let group = self
+            .consumer
+            .group_metadata()
+            .ok_or_else(|| anyhow!("the consumer has no group metadata"))?;
+        let rebalances = self.consumer.context().count();
         // Encoding the state changes is a good part of the work: each task does its own, in
-        // parallel.
-        self.workers.each(
+        // parallel, while this thread polls the next records (from a backlog, the loop's own
+        // thread is otherwise the bottleneck).
+        let consumer = &self.consumer;
+        let inputs = &self.topics.inputs;
+        let staged = &mut self.staged;
+        let (drained, polled) = self.workers.each_while(
             &mut self.tasks,
-            |t| t.engine.keys_changed(),
+            |t| t.engine.keys_changed() * DRAIN_WEIGHT,
             |task| {
                 task.drain_changelog();
                 Ok(())
             },
-        )?;
+            || poll_into(consumer, inputs, staged, Duration::ZERO),
+        );
+        drained?;
+        let polled = polled?;
         self.gather();
+        if self.consumer.context().count() != rebalances {
+            return Ok(polled);
+        }
         let mut batch = std::mem::take(&mut self.batch);
         self.committer.send(&mut batch.records)?;
         // The next batch keeps the (now empty) record buffer: a fresh one would grow through
@@ -1017,12 +1045,8 @@ impl<'a> Session<'a> {
                 }
             }
         }
-        let group = self
-            .consumer
-            .group_metadata()
-            .ok_or_else(|| anyhow!("the consumer has no group metadata"))?;
         self.committer.start(batch, group)?;
-        Ok(())
+        Ok(polled)
     }
 
     /// Commits everything processed so far and waits until it is committed.
@@ -1030,6 +1054,9 @@ impl<'a> Session<'a> {
         self.settle(summary)?;
         if self.committer.is_open() || !self.batch.is_empty() {
             self.hand_off()?;
+            // A rebalance during the hand-off leaves the transaction uncommitted: it is
+            // aborted, and the partitions' next owner processes those records again.
+            self.after_rebalance(summary)?;
             self.settle(summary)?;
         }
         Ok(())
@@ -1068,6 +1095,10 @@ impl<'a> Session<'a> {
 
 /// Records (or keys with state changes) below which a pass is not worth other threads.
 const PARALLEL_FROM: usize = 2_000;
+
+/// What draining one key's state changes weighs against processing one record, for
+/// [`PARALLEL_FROM`]: encoding a key record and its chunks costs several records' work.
+const DRAIN_WEIGHT: usize = 4;
 
 /// Most records one pass of the loop takes before processing them (see the loop).
 const PASS_RECORDS: usize = 20_000;
