@@ -11,7 +11,7 @@
 //!    - **Vigil**: `vigil run --kafka --exit-when-idle 2s` with the shipped rule pack
 //!      (`rules/`), as a subprocess.
 //!
-//!    This is done in rounds (3; `VIGIL_BENCH_ROUNDS`), each on a fresh prefix (so Vigil's
+//!    This is done in rounds (5; `VIGIL_BENCH_ROUNDS`), each on a fresh prefix (so Vigil's
 //!    changelog starts empty), alternating which processor goes first: the broker's speed
 //!    drifts within a run, and the ceiling with it. The result is the median of each and the
 //!    ratio of the medians; every round is printed too.
@@ -36,9 +36,10 @@
 //! from this checkout) and this process, from /proc.
 //!
 //! Topics, consumer groups and Vigil's logs are per run (prefix `vigil-bench-<pid>-<time>.`).
-//! The topics and groups are deleted at the end, also after a failure; Vigil's groups cannot
-//! be yet (its static member stays until its session times out) and are left for the broker to
-//! drop, their offsets gone with the topics.
+//! Each throughput round's topics are deleted when the round ends (so that the kernel does
+//! not write gigabytes back to disk during the later phases), the others and the groups at the
+//! end, also after a failure; Vigil's groups cannot be yet (its static member stays until its
+//! session times out) and are left for the broker to drop, their offsets gone with the topics.
 //!
 //! Needs the broker of `scripts/services up` (`VIGIL_KAFKA_BROKERS`, from `.services.env`).
 //! Without it the bench prints that it is skipped and exits 0; with `CI=true` that is a
@@ -133,7 +134,7 @@ impl Plan {
             Plan {
                 smoke,
                 partitions,
-                backlog_users: 1000,
+                backlog_users: 2000,
                 backlog_seconds: 1500,
                 rate: 20_000.0,
                 latency_users: 20_000,
@@ -391,6 +392,34 @@ impl Broker {
         self.groups.push(group.clone());
         self.groups.push(format!("{group}-restore"));
         group
+    }
+
+    /// Deletes `prefix`'s topics now rather than at the end: a throughput round writes about
+    /// 2 GB, which, left in place, the kernel would write back to disk during the rounds and
+    /// the latency phase after it (the broker removes a deleted topic's files within a second,
+    /// before that; see `scripts/services`).
+    fn retire(&mut self, prefix: &Prefix) {
+        let (retired, kept): (Vec<String>, Vec<String>) = std::mem::take(&mut self.topics)
+            .into_iter()
+            .partition(|t| t.starts_with(&prefix.prefix));
+        self.topics = kept;
+        let names: Vec<&str> = retired.iter().map(String::as_str).collect();
+        match self
+            .rt
+            .block_on(self.admin.delete_topics(&names, &Self::options()))
+        {
+            Ok(results) => {
+                for r in results {
+                    if let Err((name, e)) = r {
+                        eprintln!("kafka_e2e: cannot delete {name}: {e}");
+                    }
+                }
+            }
+            Err(e) => eprintln!(
+                "kafka_e2e: cannot delete the topics of {}: {e}",
+                prefix.prefix
+            ),
+        }
     }
 
     fn log_path(&self, name: &str) -> PathBuf {
@@ -1462,13 +1491,13 @@ fn rules_dir(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-/// Rounds of the throughput phase: `VIGIL_BENCH_ROUNDS`, else 3 (1 in smoke mode).
+/// Rounds of the throughput phase: `VIGIL_BENCH_ROUNDS`, else 5 (1 in smoke mode).
 fn rounds(smoke: bool) -> usize {
     std::env::var("VIGIL_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|&n| n > 0)
-        .unwrap_or(if smoke { 1 } else { 3 })
+        .unwrap_or(if smoke { 1 } else { 5 })
 }
 
 /// The bare loop over the backlog in `a`, in a group of its own.
@@ -1698,6 +1727,7 @@ fn main() {
                     bare_runs.push(bare_backlog(&plan, &mut broker, &a, events, pids));
                 }
             }
+            broker.retire(&a);
         }
     }
     drop(backlog);

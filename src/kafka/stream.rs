@@ -653,7 +653,7 @@ impl<'a> Session<'a> {
                 if last_commit.elapsed() >= commit_every
                     && (self.committer.is_open() || !self.batch.is_empty())
                 {
-                    if self.hand_off()? > 0 {
+                    if self.hand_off(received >= PARALLEL_FROM)? > 0 {
                         self.last_input = Instant::now();
                     }
                     self.after_rebalance(summary)?;
@@ -1000,8 +1000,10 @@ impl<'a> Session<'a> {
 
     /// Completes the open transaction (every task's state changes, the offsets it was computed
     /// from) and starts committing it; returns how many records it polled meanwhile (staged
-    /// for the next pass). The previous one must be settled.
-    fn hand_off(&mut self) -> Result<usize, SessionError> {
+    /// for the next pass). With `backlog` (the last poll was full) the tasks encode their state
+    /// changes in parallel; live traffic's are few, and encoded in line. The previous one must
+    /// be settled.
+    fn hand_off(&mut self, backlog: bool) -> Result<usize, SessionError> {
         if let Some(shared) = &self.options.shared {
             self.shared_status.hand_to(shared);
         }
@@ -1012,15 +1014,17 @@ impl<'a> Session<'a> {
             .group_metadata()
             .ok_or_else(|| anyhow!("the consumer has no group metadata"))?;
         let rebalances = self.consumer.context().count();
-        // Encoding the state changes is a good part of the work: each task does its own, in
-        // parallel, while this thread polls the next records (from a backlog, the loop's own
-        // thread is otherwise the bottleneck).
+        // From a backlog, encoding the state changes is a good part of the work: each task does
+        // its own, in parallel, while this thread polls the next records (the loop's own thread
+        // is otherwise the bottleneck). Live, waking the other threads would cost more latency
+        // than the encoding: it is done in line unless the changes are many.
+        let weight = if backlog { PARALLEL_FROM } else { 1 };
         let consumer = &self.consumer;
         let inputs = &self.topics.inputs;
         let staged = &mut self.staged;
         let (drained, polled) = self.workers.each_while(
             &mut self.tasks,
-            |t| t.engine.keys_changed() * DRAIN_WEIGHT,
+            |t| t.engine.keys_changed() * weight,
             |task| {
                 task.drain_changelog();
                 Ok(())
@@ -1053,7 +1057,7 @@ impl<'a> Session<'a> {
     fn commit_all(&mut self, summary: &mut StreamSummary) -> Result<(), SessionError> {
         self.settle(summary)?;
         if self.committer.is_open() || !self.batch.is_empty() {
-            self.hand_off()?;
+            self.hand_off(false)?;
             // A rebalance during the hand-off leaves the transaction uncommitted: it is
             // aborted, and the partitions' next owner processes those records again.
             self.after_rebalance(summary)?;
@@ -1095,10 +1099,6 @@ impl<'a> Session<'a> {
 
 /// Records (or keys with state changes) below which a pass is not worth other threads.
 const PARALLEL_FROM: usize = 2_000;
-
-/// What draining one key's state changes weighs against processing one record, for
-/// [`PARALLEL_FROM`]: encoding a key record and its chunks costs several records' work.
-const DRAIN_WEIGHT: usize = 4;
 
 /// Most records one pass of the loop takes before processing them (see the loop).
 const PASS_RECORDS: usize = 20_000;
