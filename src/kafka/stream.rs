@@ -601,12 +601,7 @@ impl<'a> Session<'a> {
             }
             if last_report.elapsed() >= Duration::from_secs(10) {
                 last_report = Instant::now();
-                let buffered: usize = self
-                    .tasks
-                    .values()
-                    .flat_map(|t| t.inputs.iter())
-                    .map(|i| i.buffered.len())
-                    .sum();
+                let buffered = self.buffered();
                 tracing::info!(
                     events = summary.events,
                     alerts = summary.alerts,
@@ -638,7 +633,7 @@ impl<'a> Session<'a> {
             self.staged = staged;
             // A backlog (a full poll) waits for the next pass, whose tasks process it while this
             // thread polls the records after it; live traffic is processed at once.
-            if !processed && (received < PARALLEL_FROM || matches!(self.workers, Workers::Inline)) {
+            if !processed && !self.overlaps(received) {
                 self.process_buffered(sending)?;
             }
             if received > 0 {
@@ -653,7 +648,7 @@ impl<'a> Session<'a> {
                 if last_commit.elapsed() >= commit_every
                     && (self.committer.is_open() || !self.batch.is_empty())
                 {
-                    if self.hand_off(received >= PARALLEL_FROM)? > 0 {
+                    if self.hand_off(self.overlaps(received))? > 0 {
                         self.last_input = Instant::now();
                     }
                     self.after_rebalance(summary)?;
@@ -895,22 +890,48 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// Asks each task's input watermarks (once per pass: the call takes librdkafka's locks,
-    /// which its fetcher needs too, and the answer only changes as fetches arrive); returns
-    /// the records buffered in all tasks.
-    fn set_highs(&mut self) -> usize {
-        let mut buffered = 0;
+    /// Records buffered in all tasks.
+    fn buffered(&self) -> usize {
+        self.tasks.values().map(Task::buffered).sum()
+    }
+
+    /// True when `records` are a backlog worth the other threads: processed (or their state
+    /// changes encoded) on the pool while this thread polls.
+    fn overlaps(&self, records: usize) -> bool {
+        records >= PARALLEL_FROM && matches!(self.workers, Workers::Pool(_))
+    }
+
+    /// Asks the input watermarks of each task with records buffered, right before processing
+    /// (once per processing: the call takes librdkafka's locks, which its fetcher needs too,
+    /// and the answer only changes as fetches arrive).
+    fn set_highs(&mut self) {
         for task in self.tasks.values_mut() {
-            let records: usize = task.inputs.iter().map(|i| i.buffered.len()).sum();
-            if records == 0 {
+            if task.buffered() == 0 {
                 continue;
             }
-            buffered += records;
             for (high, name) in task.highs.iter_mut().zip(&self.inputs_c) {
                 *high = high_watermark(&self.consumer, name, task.partition);
             }
         }
-        buffered
+    }
+
+    /// What every task reads while the tasks are processed, from the session's parts (not
+    /// `&self`: the tasks are borrowed mutably beside it).
+    fn task_context<'s>(
+        decoder: &'s Decoder,
+        topics: &'s OutTopics,
+        options: &'s StreamOptions,
+        counters: &'s InputCounters,
+        config: &KafkaConfig,
+    ) -> TaskContext<'s> {
+        TaskContext {
+            decoder,
+            topics,
+            shared: options.shared.as_deref(),
+            counters,
+            max_message_bytes: options.max_message_bytes,
+            max_task_idle_ms: config.streaming.max_task_idle_ms,
+        }
     }
 
     /// Polls the consumer into `staged`; returns how many records it polled and whether it
@@ -920,11 +941,10 @@ impl<'a> Session<'a> {
     /// a little for more: the loop processes right after, so live traffic goes out in the
     /// transaction it arrived in.
     fn pass(&mut self, drain: bool) -> Result<(usize, bool), SessionError> {
-        let buffered = self.set_highs();
-        if buffered < PARALLEL_FROM || matches!(self.workers, Workers::Inline) {
-            // While a transaction commits, look back soon: the records gathered meanwhile
-            // go out as soon as it has.
+        if !self.overlaps(self.buffered()) {
             // Records staged by the hand-off are waiting already: no waiting for more then.
+            // While a transaction commits, look back soon: the records gathered meanwhile go
+            // out as soon as it has.
             let wait = if !self.staged.is_empty() {
                 Duration::ZERO
             } else {
@@ -933,14 +953,14 @@ impl<'a> Session<'a> {
             let polled = poll_into(&self.consumer, &self.topics.inputs, &mut self.staged, wait)?;
             return Ok((polled, false));
         }
-        let context = TaskContext {
-            decoder: &self.decoder,
-            topics: &self.topics,
-            shared: self.options.shared.as_deref(),
-            counters: &self.counters,
-            max_message_bytes: self.options.max_message_bytes,
-            max_task_idle_ms: self.config.streaming.max_task_idle_ms,
-        };
+        self.set_highs();
+        let context = Self::task_context(
+            &self.decoder,
+            &self.topics,
+            self.options,
+            &self.counters,
+            self.config,
+        );
         let consumer = &self.consumer;
         let staged = &mut self.staged;
         let (processed, polled) = self.workers.each_while(
@@ -959,14 +979,13 @@ impl<'a> Session<'a> {
     /// and gathers what they produced into the batch.
     fn process_buffered(&mut self, drain: bool) -> Result<(), SessionError> {
         self.set_highs();
-        let context = TaskContext {
-            decoder: &self.decoder,
-            topics: &self.topics,
-            shared: self.options.shared.as_deref(),
-            counters: &self.counters,
-            max_message_bytes: self.options.max_message_bytes,
-            max_task_idle_ms: self.config.streaming.max_task_idle_ms,
-        };
+        let context = Self::task_context(
+            &self.decoder,
+            &self.topics,
+            self.options,
+            &self.counters,
+            self.config,
+        );
         let result = self.workers.each(
             &mut self.tasks,
             |t| task_work(t, drain),
@@ -1123,6 +1142,11 @@ impl Drop for Restoring<'_> {
 }
 
 impl Task {
+    /// Records received and not processed yet, over its inputs.
+    fn buffered(&self) -> usize {
+        self.inputs.iter().map(|i| i.buffered.len()).sum()
+    }
+
     /// Decodes what arrived since the last pass, then processes every record the merge allows;
     /// with `drain`, moves the state changes into the output too.
     fn process_ready(&mut self, context: &TaskContext<'_>, drain: bool) -> anyhow::Result<()> {
@@ -1325,8 +1349,7 @@ fn decode(decoder: &Decoder, payload: Option<&[u8]>, max_bytes: usize) -> Result
 /// The work a task has in a pass, to decide whether other threads are worth waking: its
 /// buffered records, and with `drain` the keys whose state changes it writes.
 fn task_work(task: &Task, drain: bool) -> usize {
-    let records: usize = task.inputs.iter().map(|i| i.buffered.len()).sum();
-    records + if drain { task.engine.keys_changed() } else { 0 }
+    task.buffered() + if drain { task.engine.keys_changed() } else { 0 }
 }
 
 /// Polls up to [`PASS_RECORDS`] records into `staged`, waiting up to `wait` for the first:
