@@ -226,8 +226,8 @@ impl Engine {
                 let id = snapshot::series_id(&rules.series[index].signature);
                 let from = dirty.partition_point(|(s, _)| *s < index);
                 let to = dirty.partition_point(|(s, _)| *s <= index);
-                let chunks: Vec<i64> = dirty[from..to].iter().map(|(_, c)| *c).collect();
-                store.log_chunks(&chunks, snapshot::chunk_of, |chunk, samples| {
+                let chunks = dirty[from..to].iter().map(|(_, c)| *c);
+                store.log_chunks(chunks, snapshot::CHUNK_MS, |chunk, samples| {
                     out.push(StateRecord {
                         key: snapshot::chunk_record_key(id, chunk, &key),
                         value: samples.map(|s| snapshot::encode_chunk(chunk, s)),

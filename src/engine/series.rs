@@ -256,35 +256,36 @@ fn finish(
 }
 
 impl EventStore {
-    /// Changelog records for this store since the last call. The chunk (by `chunk_of`) of
-    /// the newest sample is the open one: it changes at every sample and is written inside the
-    /// key's record (see [`EventStore::open_chunk`]), so live traffic writes one record per
-    /// key and commit rather than two. Every other chunk in `dirty`, and the previously open
-    /// chunk once a newer one opens, is written whole (`emit(chunk, Some(samples))`); chunks
-    /// evicted since are deleted (`emit(chunk, None)`). Samples leave only from the front, so
-    /// the evicted chunks are exactly the logged ones before the first sample's chunk.
+    /// Changelog records for this store since the last call, in chunks of `chunk_ms` of
+    /// event time. The chunk of the newest sample is the open one: it changes at every sample
+    /// and is written inside the key's record (see [`EventStore::open_chunk`]), so live
+    /// traffic writes one record per key and commit rather than two. Every other chunk in
+    /// `dirty`, and the previously open chunk once a newer one opens, is written whole
+    /// (`emit(chunk, Some(samples))`); chunks evicted since are deleted (`emit(chunk, None)`).
+    /// Samples leave only from the front, so the evicted chunks are exactly the logged ones
+    /// before the first sample's chunk.
     pub fn log_chunks(
         &mut self,
-        dirty: &[i64],
-        chunk_of: impl Fn(i64) -> i64,
+        dirty: impl Iterator<Item = i64>,
+        chunk_ms: i64,
         mut emit: impl FnMut(i64, Option<&mut dyn Iterator<Item = (Sample, i32)>>),
     ) {
         let first_live = self
             .samples
             .front()
-            .map_or(i64::MAX, |(s, _)| chunk_of(s.t));
+            .map_or(i64::MAX, |(s, _)| s.t.div_euclid(chunk_ms));
         let evicted = self.logged_chunks.partition_point(|c| *c < first_live);
         for chunk in self.logged_chunks.drain(..evicted) {
             emit(chunk, None);
         }
-        let open = self.samples.back().map(|(s, _)| chunk_of(s.t));
+        let open = self.samples.back().map(|(s, _)| s.t.div_euclid(chunk_ms));
         let closed = self.open_chunk.filter(|&previous| Some(previous) != open);
         self.open_chunk = open;
-        for &chunk in dirty.iter().chain(closed.as_ref()) {
+        for chunk in dirty.chain(closed) {
             if chunk < first_live || Some(chunk) == open {
                 continue; // evicted again before this call, or travelling in the key record
             }
-            let (from, to) = self.chunk_range(chunk, &chunk_of);
+            let (from, to) = self.chunk_range(chunk, chunk_ms);
             if from == to {
                 continue;
             }
@@ -298,18 +299,21 @@ impl EventStore {
     /// The open chunk as of the last [`EventStore::log_chunks`], with its samples.
     pub fn open_chunk(
         &self,
-        chunk_of: impl Fn(i64) -> i64,
+        chunk_ms: i64,
     ) -> Option<(i64, impl Iterator<Item = (Sample, i32)> + '_)> {
         let chunk = self.open_chunk?;
-        let (from, to) = self.chunk_range(chunk, &chunk_of);
+        let (from, to) = self.chunk_range(chunk, chunk_ms);
         Some((chunk, self.samples.range(from..to).copied()))
     }
 
-    fn chunk_range(&self, chunk: i64, chunk_of: &impl Fn(i64) -> i64) -> (usize, usize) {
-        let from = self.samples.partition_point(|(s, _)| chunk_of(s.t) < chunk);
-        let to = self
-            .samples
-            .partition_point(|(s, _)| chunk_of(s.t) <= chunk);
+    /// The positions of the samples in `chunk`. It searches by the chunk's bounds in time,
+    /// not by each sample's chunk: a division per comparison was a tenth of the changelog's
+    /// cost. The bounds saturate, which keeps them right for the chunks at either end of i64.
+    fn chunk_range(&self, chunk: i64, chunk_ms: i64) -> (usize, usize) {
+        let start = chunk.saturating_mul(chunk_ms);
+        let last = start.saturating_add(chunk_ms - 1);
+        let from = self.samples.partition_point(|(s, _)| s.t < start);
+        let to = self.samples.partition_point(|(s, _)| s.t <= last);
         (from, to)
     }
 

@@ -196,7 +196,7 @@ pub(super) fn encode_key(rules: &RuleSet, state: &KeyState) -> Vec<u8> {
             Some(SeriesState::Nights(store)) => nights.push((id, store)),
             Some(SeriesState::Events(store)) => {
                 events.push(id);
-                if let Some((chunk, mut samples)) = store.open_chunk(chunk_of) {
+                if let Some((chunk, mut samples)) = store.open_chunk(CHUNK_MS) {
                     open.push((id, chunk, chunk_snapshot(chunk, &mut samples)));
                 }
             }

@@ -11,7 +11,6 @@
 //! decoding quicker, never different (a property test checks that).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -51,18 +50,20 @@ struct FieldCheck {
     max_chars: Option<usize>,
 }
 
-/// The payload checks per event type, for the types the fast path can decide.
+/// The payload checks per event type (by its position in [`EventType::ALL`], a lookup on
+/// every event), for the types the fast path can decide.
 pub(super) struct FastPath {
-    checks: HashMap<EventType, Vec<FieldCheck>>,
+    checks: Vec<Option<Vec<FieldCheck>>>,
 }
 
 impl FastPath {
     pub(super) fn new() -> Self {
-        let checks = EventType::ALL
-            .iter()
-            .filter_map(|&ty| field_checks(ty).map(|c| (ty, c)))
-            .collect();
+        let checks = EventType::ALL.iter().map(|&ty| field_checks(ty)).collect();
         FastPath { checks }
+    }
+
+    fn checks(&self, ty: EventType) -> Option<&[FieldCheck]> {
+        self.checks.get(ty as usize)?.as_deref()
     }
 
     /// The event, when `line` is a bare event this path can prove valid; `None` otherwise
@@ -70,7 +71,7 @@ impl FastPath {
     pub(super) fn decode(&self, line: &[u8]) -> Option<Event> {
         let envelope: Envelope<'_> = serde_json::from_slice(line).ok()?;
         let ty = EventType::from_name(&envelope.event_type)?;
-        let checks = self.checks.get(&ty)?;
+        let checks = self.checks(ty)?;
         for text in [&envelope.id, &envelope.user_id, &envelope.source] {
             if !chars_within(text, Some(ENVELOPE_MIN_CHARS), Some(ENVELOPE_MAX_CHARS)) {
                 return None;
@@ -98,7 +99,7 @@ impl FastPath {
 
     #[cfg(test)]
     pub(super) fn handles(&self, ty: EventType) -> bool {
-        self.checks.contains_key(&ty)
+        self.checks(ty).is_some()
     }
 }
 
@@ -245,6 +246,19 @@ fn plain_rfc3339(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checks_are_found_by_each_types_position() {
+        let fast = FastPath::new();
+        for (position, &ty) in EventType::ALL.iter().enumerate() {
+            assert_eq!(ty as usize, position, "{ty:?}");
+            assert_eq!(
+                fast.checks(ty).map(<[_]>::to_vec),
+                field_checks(ty),
+                "{ty:?}"
+            );
+        }
+    }
 
     #[test]
     fn plain_rfc3339_accepts_only_the_plain_form() {

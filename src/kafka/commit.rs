@@ -21,7 +21,7 @@ use anyhow::anyhow;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::stream::StreamSummary;
@@ -175,14 +175,16 @@ impl Committer {
     }
 
     /// Aborts the open transaction, if any: after a rebalance its records may belong to
-    /// partitions this instance no longer owns.
-    pub fn abort_open(&mut self) {
+    /// partitions this instance no longer owns. A producer that cannot abort cannot go on
+    /// (librdkafka refuses every other transactional call until an abort completes): the
+    /// error ends the session.
+    pub fn abort_open(&mut self) -> anyhow::Result<()> {
         if std::mem::take(&mut self.open) {
             telemetry::metrics().transaction_aborted();
-            if let Err(e) = self.producer.abort_transaction(self.timeout) {
-                tracing::warn!(error = %e, "cannot abort the open transaction");
-            }
+            abort(&self.producer, self.timeout)
+                .map_err(|e| anyhow!("cannot abort the open transaction: {e}"))?;
         }
+        Ok(())
     }
 
     /// Commits the open transaction (beginning one if none is open: a batch may hold only
@@ -223,7 +225,9 @@ impl Drop for Committer {
     /// `init_transactions` does not race it; a transaction still open is aborted.
     fn drop(&mut self) {
         let _ = self.finish();
-        self.abort_open();
+        if let Err(e) = self.abort_open() {
+            tracing::warn!(error = %format!("{e:#}"), "leaving the transaction to be aborted by the next session");
+        }
     }
 }
 
@@ -278,7 +282,7 @@ fn commit(
             telemetry::metrics().transaction_aborted();
             // An abortable error leaves the producer usable, but the engines hold the aborted
             // work either way: the session ends and the next one restores them.
-            let _ = producer.abort_transaction(timeout);
+            let _ = abort(producer, timeout);
             Err(anyhow!("transaction failed: {e:#}"))
         }
     }
@@ -300,6 +304,16 @@ fn await_deliveries(producer: &BaseProducer, limit: Duration) {
     while producer.in_flight_count() > 0 && Instant::now() < deadline {
         producer.poll(Duration::from_millis(1));
     }
+}
+
+/// Aborts the open transaction. Its records still queued or in flight are purged first and
+/// their delivery reports served here: librdkafka's abort waits for those reports, and with a
+/// `BaseProducer` nothing else serves them while it blocks, so an abort with records in flight
+/// timed out ("Failed to flush all outstanding messages") and left the producer unusable.
+fn abort(producer: &BaseProducer, timeout: Duration) -> rdkafka::error::KafkaResult<()> {
+    producer.purge(PurgeConfig::default().queue().inflight());
+    await_deliveries(producer, timeout);
+    producer.abort_transaction(timeout)
 }
 
 /// Enqueues a record, waiting for room when librdkafka's queue is full.

@@ -682,7 +682,7 @@ impl<'a> Session<'a> {
         }
         if self.committer.is_open() {
             summary.aborts += 1;
-            self.committer.abort_open();
+            self.committer.abort_open()?;
         }
         self.batch = Batch::default();
         self.tasks.clear();
