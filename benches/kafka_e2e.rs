@@ -1153,7 +1153,7 @@ fn describe_changelog(broker: &Broker, prefix: &Prefix, partitions: i32, events:
 struct Reader {
     stop: Arc<AtomicBool>,
     count: Arc<AtomicUsize>,
-    handle: JoinHandle<Vec<(u64, Vec<u8>)>>,
+    handle: JoinHandle<Vec<Seen>>,
 }
 
 impl Reader {
@@ -1191,7 +1191,11 @@ impl Reader {
                     match consumer.poll(Duration::from_millis(20)) {
                         Some(Ok(m)) => {
                             let at = t0.elapsed().as_micros() as u64;
-                            got.push((at, m.payload().unwrap_or_default().to_vec()));
+                            got.push(Seen {
+                                at,
+                                produced_ms: m.timestamp().to_millis(),
+                                payload: m.payload().unwrap_or_default().to_vec(),
+                            });
                             counter.fetch_add(1, Ordering::Relaxed);
                         }
                         Some(Err(e)) => eprintln!("kafka_e2e: output reader: {e}"),
@@ -1209,7 +1213,7 @@ impl Reader {
     }
 
     /// Waits until nothing new has arrived for `quiet`, then stops.
-    fn finish(self, quiet: Duration) -> Vec<(u64, Vec<u8>)> {
+    fn finish(self, quiet: Duration) -> Vec<Seen> {
         let mut seen = self.count.load(Ordering::Relaxed);
         let mut since = Instant::now();
         while since.elapsed() < quiet {
@@ -1223,6 +1227,15 @@ impl Reader {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().expect("reader panicked")
     }
+}
+
+/// An output as the reader saw it: when (µs after the phase's start), the record's Kafka
+/// timestamp (ms since the epoch: when the processor produced it, as neither sets one) and
+/// its bytes.
+struct Seen {
+    at: u64,
+    produced_ms: Option<i64>,
+    payload: Vec<u8>,
 }
 
 #[derive(Deserialize)]
@@ -1260,6 +1273,11 @@ fn cause(payload: &[u8], bare: bool) -> Option<String> {
 struct Latency {
     /// Latencies of the outputs caused by events sent after the warm-up, µs.
     micros: Vec<u64>,
+    /// The same outputs' latencies split at the output's Kafka timestamp (when the processor
+    /// produced it, in ms): send → produced (input, processing, holding) and produced →
+    /// visible to `read_committed` (acknowledgement, commit, markers, the reader's fetch).
+    to_produced: Vec<u64>,
+    to_visible: Vec<u64>,
     outputs: usize,
     warmup_outputs: usize,
     unmatched: usize,
@@ -1279,6 +1297,26 @@ impl Latency {
         format!(
             "events sent but not yet committed, most per second of the phase: {}",
             seconds.join(", ")
+        )
+    }
+
+    /// "send → produced p50 … p99 …; produced → visible p50 … p99 …".
+    fn describe_split(&self) -> String {
+        let quantiles = |v: &[u64]| {
+            let mut m = v.to_vec();
+            m.sort_unstable();
+            let q = |p: f64| m[((m.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
+            if m.is_empty() {
+                "none".to_string()
+            } else {
+                format!("p50 {:.0} ms, p99 {:.0} ms", q(0.5), q(0.99))
+            }
+        };
+        format!(
+            "split at the output's Kafka timestamp (1 ms steps): send → produced {}; \
+             produced → visible to read_committed {}",
+            quantiles(&self.to_produced),
+            quantiles(&self.to_visible)
         )
     }
 
@@ -1323,6 +1361,9 @@ fn latency_phase(
         Processor::Bare(b) => !b.handle.is_finished(),
     };
     let t0 = Instant::now();
+    let t0_wall_us = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
     let reader = Reader::start(
         &broker.brokers,
         &format!("{group}-reader"),
@@ -1428,6 +1469,8 @@ fn latency_phase(
     let warm = (plan.rate * plan.warmup.as_secs_f64()) as usize;
     let mut latency = Latency {
         micros: Vec::new(),
+        to_produced: Vec::new(),
+        to_visible: Vec::new(),
         outputs: got.len(),
         warmup_outputs: 0,
         unmatched: 0,
@@ -1437,15 +1480,27 @@ fn latency_phase(
         behind,
         cpu,
     };
-    // VIGIL_BENCH_LATENCY_DUMP=DIR writes each measured output's send time and latency (µs)
+    // VIGIL_BENCH_LATENCY_DUMP=DIR writes each measured output's send time, latency and produce time (µs)
     // to DIR/{vigil,bare}-latency.tsv, to see when the slow ones happen.
     let mut dump = Vec::new();
-    for (at, payload) in &got {
-        match cause(payload, bare).and_then(|id| index.get(id.as_str()).copied()) {
+    for seen in &got {
+        let at = seen.at;
+        match cause(&seen.payload, bare).and_then(|id| index.get(id.as_str()).copied()) {
             Some(i) if i >= warm => {
                 let micros = at.saturating_sub(send_at[i]);
                 latency.micros.push(micros);
-                dump.push((send_at[i], micros));
+                // Both clocks are this machine's: the Kafka timestamp is the processor's wall
+                // clock at produce, placed on the phase's clock through `t0_wall_us`.
+                let produced = seen
+                    .produced_ms
+                    .map(|ms| (ms * 1000 - t0_wall_us).clamp(0, at as i64) as u64);
+                if let Some(produced) = produced {
+                    latency
+                        .to_produced
+                        .push(produced.saturating_sub(send_at[i]));
+                    latency.to_visible.push(at - produced);
+                }
+                dump.push((send_at[i], micros, produced.unwrap_or(0)));
             }
             Some(_) => latency.warmup_outputs += 1,
             None => latency.unmatched += 1,
@@ -1460,7 +1515,7 @@ fn latency_phase(
         };
         let text: String = dump
             .iter()
-            .map(|(at, us)| format!("{at}\t{us}\n"))
+            .map(|(at, us, produced)| format!("{at}\t{us}\t{produced}\n"))
             .collect();
         if let Err(e) = std::fs::write(PathBuf::from(dir).join(name), text) {
             eprintln!("  cannot write the latency dump: {e}");
@@ -1620,6 +1675,7 @@ fn latency_phases(plan: &Plan, broker: &mut Broker, pids: Pids) -> (Latency, Lat
         }
     };
     println!("  {}", vigil_latency.describe("outputs"));
+    println!("  {}", vigil_latency.describe_split());
     println!("  {}", vigil_latency.describe_behind());
     println!("  CPU: {}", vigil_latency.cpu.describe());
     println!(
@@ -1656,6 +1712,7 @@ fn latency_phases(plan: &Plan, broker: &mut Broker, pids: Pids) -> (Latency, Lat
     let stats = bare.finish();
     let bare_latency = bare_latency.unwrap_or_else(|e| panic!("bare loop at a fixed rate: {e}"));
     println!("  {}", bare_latency.describe("records"));
+    println!("  {}", bare_latency.describe_split());
     println!("  {}", bare_latency.describe_behind());
     println!("  CPU: {}", bare_latency.cpu.describe());
     println!("  {}", stats.describe());
