@@ -373,21 +373,9 @@ impl Workers {
     }
 
     /// Runs `work` on every task that `amount` gives work (records or keys to handle), in
-    /// parallel when there are threads and enough work for them; the first error, if any.
-    fn each<W>(
-        &self,
-        tasks: &mut BTreeMap<i32, Task>,
-        amount: impl Fn(&Task) -> usize,
-        work: W,
-    ) -> anyhow::Result<()>
-    where
-        W: Fn(&mut Task) -> anyhow::Result<()> + Sync,
-    {
-        self.each_while(tasks, amount, work, || ()).0
-    }
-
-    /// [`Workers::each`], with `meanwhile` run on the calling thread while the pool works (or
-    /// after the work, when it is done in line). Both always run.
+    /// parallel when there are threads and enough work for them, and `meanwhile` on the
+    /// calling thread while the pool works (or after the work, when it is done in line). Both
+    /// always run; the first error of `work`, if any, and what `meanwhile` returned.
     fn each_while<W, T>(
         &self,
         tasks: &mut BTreeMap<i32, Task>,
@@ -915,25 +903,6 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// What every task reads while the tasks are processed, from the session's parts (not
-    /// `&self`: the tasks are borrowed mutably beside it).
-    fn task_context<'s>(
-        decoder: &'s Decoder,
-        topics: &'s OutTopics,
-        options: &'s StreamOptions,
-        counters: &'s InputCounters,
-        config: &KafkaConfig,
-    ) -> TaskContext<'s> {
-        TaskContext {
-            decoder,
-            topics,
-            shared: options.shared.as_deref(),
-            counters,
-            max_message_bytes: options.max_message_bytes,
-            max_task_idle_ms: config.streaming.max_task_idle_ms,
-        }
-    }
-
     /// Polls the consumer into `staged`; returns how many records it polled and whether it
     /// processed the buffered records meanwhile. With a backlog buffered (and threads to
     /// share it) the tasks process it in parallel while this thread polls the next pass's
@@ -953,46 +922,46 @@ impl<'a> Session<'a> {
             let polled = poll_into(&self.consumer, &self.topics.inputs, &mut self.staged, wait)?;
             return Ok((polled, false));
         }
-        self.set_highs();
-        let context = Self::task_context(
-            &self.decoder,
-            &self.topics,
-            self.options,
-            &self.counters,
-            self.config,
-        );
-        let consumer = &self.consumer;
-        let staged = &mut self.staged;
-        let (processed, polled) = self.workers.each_while(
-            &mut self.tasks,
-            |t| task_work(t, drain),
-            |t| t.process_ready(&context, drain),
-            || poll_into(consumer, &context.topics.inputs, staged, Duration::ZERO),
-        );
-        self.gather();
-        processed?;
-        Ok((polled?, true))
+        let polled = self.process_tasks(drain, true)?;
+        Ok((polled, true))
     }
 
     /// Processes every task's buffered records that the timestamp merge allows now (the
     /// tasks in parallel when there is enough work), with `drain` their state changes too,
     /// and gathers what they produced into the batch.
     fn process_buffered(&mut self, drain: bool) -> Result<(), SessionError> {
+        self.process_tasks(drain, false).map(|_| ())
+    }
+
+    /// [`Session::process_buffered`]; with `poll`, this thread polls the records after them
+    /// into `staged` meanwhile, and returns how many it polled.
+    fn process_tasks(&mut self, drain: bool, poll: bool) -> Result<usize, SessionError> {
         self.set_highs();
-        let context = Self::task_context(
-            &self.decoder,
-            &self.topics,
-            self.options,
-            &self.counters,
-            self.config,
-        );
-        let result = self.workers.each(
+        let context = TaskContext {
+            decoder: &self.decoder,
+            topics: &self.topics,
+            shared: self.options.shared.as_deref(),
+            counters: &self.counters,
+            max_message_bytes: self.options.max_message_bytes,
+            max_task_idle_ms: self.config.streaming.max_task_idle_ms,
+        };
+        let consumer = &self.consumer;
+        let staged = &mut self.staged;
+        let (processed, polled) = self.workers.each_while(
             &mut self.tasks,
             |t| task_work(t, drain),
             |t| t.process_ready(&context, drain),
+            || {
+                if poll {
+                    poll_into(consumer, &context.topics.inputs, staged, Duration::ZERO)
+                } else {
+                    Ok(0)
+                }
+            },
         );
         self.gather();
-        Ok(result?)
+        processed?;
+        polled
     }
 
     /// Moves what the tasks produced into the batch and the shared-state buffer.
