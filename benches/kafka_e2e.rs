@@ -1302,15 +1302,9 @@ impl Latency {
 
     /// "send → produced p50 … p99 …; produced → visible p50 … p99 …".
     fn describe_split(&self) -> String {
-        let quantiles = |v: &[u64]| {
-            let mut m = v.to_vec();
-            m.sort_unstable();
-            let q = |p: f64| m[((m.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
-            if m.is_empty() {
-                "none".to_string()
-            } else {
-                format!("p50 {:.0} ms, p99 {:.0} ms", q(0.5), q(0.99))
-            }
+        let quantiles = |micros: &[u64]| match quantiles_ms(micros) {
+            Some(q) => format!("p50 {:.0} ms, p99 {:.0} ms", q(0.5), q(0.99)),
+            None => "none".to_string(),
         };
         format!(
             "split at the output's Kafka timestamp (1 ms steps): send → produced {}; \
@@ -1321,21 +1315,28 @@ impl Latency {
     }
 
     fn describe(&self, what: &str) -> String {
-        let mut m = self.micros.clone();
-        m.sort_unstable();
-        if m.is_empty() {
+        let Some(q) = quantiles_ms(&self.micros) else {
             return format!("no {what} measured");
-        }
-        let q = |p: f64| m[((m.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0;
+        };
         format!(
             "{} {what} measured: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            thousands(m.len() as i64),
+            thousands(self.micros.len() as i64),
             q(0.50),
             q(0.90),
             q(0.99),
-            m[m.len() - 1] as f64 / 1000.0
+            q(1.0)
         )
     }
+}
+
+/// The quantiles of `micros`, in ms (`q(1.0)` is the largest); `None` when it is empty.
+fn quantiles_ms(micros: &[u64]) -> Option<impl Fn(f64) -> f64> {
+    if micros.is_empty() {
+        return None;
+    }
+    let mut m = micros.to_vec();
+    m.sort_unstable();
+    Some(move |p: f64| m[((m.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0)
 }
 
 enum Processor {
