@@ -44,11 +44,12 @@
 //! Needs the broker of `scripts/services up` (`VIGIL_KAFKA_BROKERS`, from `.services.env`).
 //! Without it the bench prints that it is skipped and exits 0; with `CI=true` that is a
 //! failure. `VIGIL_BENCH_SMOKE=1` shrinks everything (figures meaningless; ~25 s here).
-//! `VIGIL_BENCH_KAFKA_PARTITIONS` changes the partition count (default 6) and
+//! `VIGIL_BENCH_KAFKA_PARTITIONS` changes the partition count (default 6),
 //! `VIGIL_BENCH_COMMIT_INTERVAL_MS` the commit interval of both Vigil and the bare loop
-//! (default: Vigil's default). `VIGIL_BENCH_ONLY=throughput` or `=latency` runs one phase;
-//! `VIGIL_BENCH_LATENCY_DUMP=DIR` writes every measured latency to DIR. No assertions on
-//! timings.
+//! (default: Vigil's default), and `VIGIL_BENCH_PIPELINED=0` gives Vigil one transactional
+//! producer instead of two (`pipelined-transactions = false`). `VIGIL_BENCH_ONLY=throughput`
+//! or `=latency` runs one phase; `VIGIL_BENCH_LATENCY_DUMP=DIR` writes every measured latency
+//! to DIR. No assertions on timings.
 
 mod common;
 
@@ -76,6 +77,14 @@ use vigil::simulate::{simulate, SimConfig};
 
 #[path = "../tests/common/kafka.rs"]
 mod kafka_env;
+
+/// Vigil's `pipelined-transactions`: its default, unless `VIGIL_BENCH_PIPELINED=0`.
+fn pipelined() -> bool {
+    std::env::var("VIGIL_BENCH_PIPELINED").map_or(
+        vigil::config::StreamingConfig::default().pipelined_transactions,
+        |v| v != "0",
+    )
+}
 
 /// Vigil's commit interval, and the bare loop's: Vigil's default (`[kafka.streaming]
 /// commit-interval`), unless `VIGIL_BENCH_COMMIT_INTERVAL_MS` says otherwise.
@@ -342,8 +351,9 @@ impl Broker {
         };
         let mut text = format!(
             "# Written by benches/kafka_e2e.rs.\n[kafka]\nrequest-timeout = \"15s\"\n\n\
-             [kafka.streaming]\ncommit-interval = \"{}ms\"\n",
-            commit_interval().as_millis()
+             [kafka.streaming]\ncommit-interval = \"{}ms\"\npipelined-transactions = {}\n",
+            commit_interval().as_millis(),
+            pipelined()
         );
         for (table, _) in kafka_env::TOPICS {
             // Retention "forever": the records carry 2024 event times as timestamps, which a
@@ -1796,9 +1806,14 @@ fn main() {
     // 3. Results.
     println!();
     println!(
-        "== kafka_e2e results ({} partitions, commit interval {} ms{})",
+        "== kafka_e2e results ({} partitions, commit interval {} ms, Vigil's transactions {}{})",
         plan.partitions,
         commit_interval().as_millis(),
+        if pipelined() {
+            "pipelined"
+        } else {
+            "on one producer"
+        },
         if plan.smoke { ", SMOKE" } else { "" }
     );
     println!(

@@ -312,13 +312,20 @@ impl Fixture {
 
     /// The CloudEvents of `topics`, sorted by id.
     fn cloud_events(&self, topics: &[&str]) -> Vec<Value> {
-        let mut all: Vec<Value> = topics
-            .iter()
-            .flat_map(|t| self.read(t))
+        by_id(
+            topics
+                .iter()
+                .flat_map(|t| self.cloud_events_in_log_order(t))
+                .collect(),
+        )
+    }
+
+    /// The CloudEvents of `topic`, each partition's in offset order.
+    fn cloud_events_in_log_order(&self, topic: &str) -> Vec<Value> {
+        self.read(topic)
+            .into_iter()
             .map(|r| serde_json::from_slice(&r.payload.unwrap()).unwrap())
-            .collect();
-        all.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-        all
+            .collect()
     }
 }
 
@@ -388,9 +395,21 @@ fn events(users: usize, hr_days: u32) -> Vec<Event> {
     .collect()
 }
 
-/// What the file mode gives for the same input: `vigil run --input` once per partition (task),
-/// its events in the order the task merges them — by event time, then topic, then offset.
+/// What the file mode gives for the same input, sorted by id (see [`expected_in_order`]).
 fn expected(events: &[Event]) -> Vec<Value> {
+    by_id(expected_in_order(events))
+}
+
+/// `outputs` sorted by id.
+fn by_id(mut outputs: Vec<Value>) -> Vec<Value> {
+    outputs.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    outputs
+}
+
+/// What the file mode gives for the same input, in the order it emits it: `vigil run --input`
+/// once per partition (task), its events in the order the task merges them — by event time,
+/// then topic, then offset.
+fn expected_in_order(events: &[Event]) -> Vec<Value> {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut all = Vec::new();
     for p in 0..PARTITIONS {
@@ -428,8 +447,31 @@ fn expected(events: &[Event]) -> Vec<Value> {
                 .map(|l| serde_json::from_str::<Value>(l).unwrap()),
         );
     }
-    all.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     all
+}
+
+/// Each user's outputs reach a `read_committed` consumer of each output topic in the order
+/// the engine emitted them (`want` in the file mode's order): a firing before its resolution,
+/// across transactions and their commits.
+fn assert_each_users_order(f: &Fixture, want: &[Value]) {
+    let id = |o: &Value| o["id"].as_str().unwrap().to_string();
+    for topic in ["alerts", "milestones"] {
+        let got = f.cloud_events_in_log_order(topic);
+        let here: std::collections::HashSet<String> = got.iter().map(id).collect();
+        let by_user = |outputs: &[Value]| -> BTreeMap<String, Vec<String>> {
+            let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for o in outputs.iter().filter(|o| here.contains(&id(o))) {
+                let user = o["subject"].as_str().unwrap().to_string();
+                users.entry(user).or_default().push(id(o));
+            }
+            users
+        };
+        assert_eq!(
+            by_user(&got),
+            by_user(want),
+            "{topic}: a user's outputs in another order than the engine's"
+        );
+    }
 }
 
 fn assert_same(got: &[Value], want: &[Value]) {
@@ -477,7 +519,8 @@ fn kafka_gives_the_engines_outputs_exactly_once_through_crashes() {
     let f = Fixture::new(brokers);
     // Large enough that the processing outlasts a graceful stop and four kills.
     let events = events(12, 24);
-    let want = expected(&events);
+    let in_order = expected_in_order(&events);
+    let want = by_id(in_order.clone());
     assert!(
         want.len() > 20,
         "the input should raise outputs: {}",
@@ -554,6 +597,7 @@ fn kafka_gives_the_engines_outputs_exactly_once_through_crashes() {
 
     let got = f.outputs();
     assert_same(&got, &want);
+    assert_each_users_order(&f, &in_order);
     // Nothing was dead-lettered or late in this input.
     assert!(f.read("dead-letter").is_empty());
 }
@@ -565,7 +609,8 @@ fn two_instances_share_the_work_and_survive_losing_one() {
     };
     let f = Fixture::new(brokers);
     let events = events(9, 4);
-    let want = expected(&events);
+    let in_order = expected_in_order(&events);
+    let want = by_id(in_order.clone());
     f.produce(&events);
 
     let a = f.start("a", "12s", &[]);
@@ -581,6 +626,7 @@ fn two_instances_share_the_work_and_survive_losing_one() {
     );
 
     assert_same(&f.outputs(), &want);
+    assert_each_users_order(&f, &in_order);
 }
 
 #[test]

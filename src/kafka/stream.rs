@@ -491,7 +491,6 @@ impl<'a> Session<'a> {
 
         let mut producer_config = client_config(config);
         producer_config
-            .set("transactional.id", format!("{}-{instance}", config.group))
             .set(
                 "transaction.timeout.ms",
                 config
@@ -505,17 +504,33 @@ impl<'a> Session<'a> {
             .set("linger.ms", "2")
             .set("compression.type", "lz4")
             .set("message.max.bytes", "2000000");
-        let producer: BaseProducer = producer_config
-            .create()
-            .map_err(|e| SessionError::Fatal(anyhow!("cannot create the Kafka producer: {e}")))?;
-        // Also aborts (or completes) whatever this instance's previous run left open, so the
-        // changelog and the offsets read below are settled.
-        producer.init_transactions(timeout).with_context(|| {
-            format!(
-                "cannot start Kafka transactions with {} (is the broker up?)",
-                config.bootstrap_servers()
-            )
-        })?;
+        let count = if config.streaming.pipelined_transactions {
+            2
+        } else {
+            1
+        };
+        let mut producers = Vec::with_capacity(count);
+        for n in 0..count {
+            let producer: BaseProducer = producer_config
+                .clone()
+                .set(
+                    "transactional.id",
+                    transactional_id(&config.group, &instance, n),
+                )
+                .create()
+                .map_err(|e| {
+                    SessionError::Fatal(anyhow!("cannot create the Kafka producer: {e}"))
+                })?;
+            // Also aborts (or completes) whatever this instance's previous run left open, so
+            // the changelog and the offsets read below are settled.
+            producer.init_transactions(timeout).with_context(|| {
+                format!(
+                    "cannot start Kafka transactions with {} (is the broker up?)",
+                    config.bootstrap_servers()
+                )
+            })?;
+            producers.push(Arc::new(producer));
+        }
 
         let mut consumer_config = client_config(config);
         consumer_config
@@ -551,12 +566,8 @@ impl<'a> Session<'a> {
         Ok(Session {
             options,
             config,
-            committer: Committer::new(
-                Arc::new(producer),
-                Arc::clone(&topics),
-                timeout,
-                counters.clone(),
-            ),
+            committer: Committer::new(producers, Arc::clone(&topics), timeout, counters.clone())
+                .map_err(SessionError::Fatal)?,
             topics,
             inputs_c,
             consumer,
@@ -609,8 +620,9 @@ impl<'a> Session<'a> {
                 return Ok(());
             }
             // With no commit in flight, this pass's records (state changes included) go out
-            // right after it, into the open transaction. During a commit they wait, and the
-            // state changes of a key coalesce in the engine until the next pass that sends.
+            // right after it, into the open transaction. During a commit its outputs go out
+            // into the next transaction (on the other producer), but state changes wait: those
+            // of a key coalesce in the engine until the hand-off or a pass with no commit.
             let sending = !self.committer.busy();
             let (received, processed) = self.pass(sending)?;
             self.after_rebalance(summary)?;
@@ -630,6 +642,10 @@ impl<'a> Session<'a> {
             if self.batch.records.len() >= Batch::FULL {
                 self.settle(summary)?;
             }
+            if self.committer.can_send() {
+                self.committer.send(&mut self.batch.records)?;
+            }
+            // The settle is inside: the next commit starts only once this one has ended.
             if !self.committer.busy() {
                 self.settle(summary)?;
                 self.committer.send(&mut self.batch.records)?;
@@ -1448,6 +1464,16 @@ fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     Header {
         key,
         value: Some(value),
+    }
+}
+
+/// The transactional id of an instance's `n`th producer. The first keeps the id that a
+/// single-producer Vigil used, so an upgrade settles what the previous version left open.
+fn transactional_id(group: &str, instance: &str, n: usize) -> String {
+    if n == 0 {
+        format!("{group}-{instance}")
+    } else {
+        format!("{group}-{instance}#{n}")
     }
 }
 
