@@ -403,6 +403,11 @@ fn send(producer: &BaseProducer, mut record: BaseRecord<'_, [u8], [u8]>) -> anyh
     }
 }
 
+/// The broker the tests below need: the integration tests' and the bench's helper.
+#[cfg(test)]
+#[path = "../../tests/common/kafka.rs"]
+mod kafka_env;
+
 #[cfg(test)]
 mod tests {
     //! Against the real broker (`VIGIL_KAFKA_BROKERS`, from `scripts/services up`); skipped
@@ -416,20 +421,6 @@ mod tests {
     use rdkafka::{ClientConfig, Message};
 
     use super::*;
-
-    fn brokers() -> Option<String> {
-        match std::env::var("VIGIL_KAFKA_BROKERS") {
-            Ok(b) if !b.trim().is_empty() => Some(b),
-            _ => {
-                assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
-                    "CI=true but VIGIL_KAFKA_BROKERS is not set (scripts/services up)"
-                );
-                println!("skipped: VIGIL_KAFKA_BROKERS is not set");
-                None
-            }
-        }
-    }
 
     fn producer(brokers: &str, id: &str, linger_ms: u32) -> Arc<BaseProducer> {
         let producer: BaseProducer = ClientConfig::new()
@@ -483,7 +474,7 @@ mod tests {
     /// sent into the next transaction as soon as the first began committing would land first.
     #[test]
     fn transactions_on_two_producers_reach_the_log_in_order() {
-        let Some(brokers) = brokers() else {
+        let Some(brokers) = super::kafka_env::brokers() else {
             return;
         };
         let nanos = SystemTime::now()

@@ -642,22 +642,24 @@ impl<'a> Session<'a> {
             if self.batch.records.len() >= Batch::FULL {
                 self.settle(summary)?;
             }
+            // Settled once here, the commit's end is known for the rest of the iteration: the
+            // next commit starts only once this one has ended.
+            let committed = !self.committer.busy();
+            if committed {
+                self.settle(summary)?;
+            }
             if self.committer.can_send() {
                 self.committer.send(&mut self.batch.records)?;
             }
-            // The settle is inside: the next commit starts only once this one has ended.
-            if !self.committer.busy() {
-                self.settle(summary)?;
-                self.committer.send(&mut self.batch.records)?;
-                if last_commit.elapsed() >= commit_every
-                    && (self.committer.is_open() || !self.batch.is_empty())
-                {
-                    if self.hand_off(self.overlaps(received))? > 0 {
-                        self.last_input = Instant::now();
-                    }
-                    self.after_rebalance(summary)?;
-                    last_commit = Instant::now();
+            if committed
+                && last_commit.elapsed() >= commit_every
+                && (self.committer.is_open() || !self.batch.is_empty())
+            {
+                if self.hand_off(self.overlaps(received))? > 0 {
+                    self.last_input = Instant::now();
                 }
+                self.after_rebalance(summary)?;
+                last_commit = Instant::now();
             }
             if let Some(idle) = self.options.exit_when_idle {
                 if self.last_input.elapsed() >= idle && self.all_processed() {
