@@ -48,7 +48,10 @@
 //! `VIGIL_BENCH_COMMIT_INTERVAL_MS` the commit interval of both Vigil and the bare loop
 //! (default: Vigil's default), and `VIGIL_BENCH_PIPELINED=0` gives Vigil one transactional
 //! producer instead of two (`pipelined-transactions = false`). `VIGIL_BENCH_ONLY=throughput`
-//! or `=latency` runs one phase; `VIGIL_BENCH_LATENCY_DUMP=DIR` writes every measured latency
+//! or `=latency` runs one phase; `VIGIL_BENCH_COMPARE=PATH` runs another build of Vigil (a
+//! copy of an earlier `target/release/vigil`) over each round's backlog too, in turn with this
+//! one, and reports the paired ratio per round: how a change is judged when the ceiling itself
+//! drifts between runs; `VIGIL_BENCH_LATENCY_DUMP=DIR` writes every measured latency
 //! to DIR. No assertions on timings.
 
 mod common;
@@ -106,6 +109,8 @@ fn commit_interval() -> Duration {
 const POLL_EVERY: Duration = Duration::from_millis(50);
 const INPUTS: [&str; 2] = ["health-events", "biometric-updates"];
 const BARE_OUT: &str = "bare-out";
+/// Appended to the names of the output and changelog topics of the build compared.
+const COMPARED: &str = "-compared";
 
 /// Sizes of one run.
 struct Plan {
@@ -348,7 +353,9 @@ impl Broker {
         let prefix = Prefix {
             prefix: format!("{}.{name}.", self.run_id),
             config: self.dir.path().join(format!("{name}.toml")),
+            config_compared: self.dir.path().join(format!("{name}{COMPARED}.toml")),
         };
+        let compare = compared_build().is_some();
         let mut text = format!(
             "# Written by benches/kafka_e2e.rs.\n[kafka]\nrequest-timeout = \"15s\"\n\n\
              [kafka.streaming]\ncommit-interval = \"{}ms\"\npipelined-transactions = {}\n",
@@ -364,24 +371,41 @@ impl Broker {
             )
             .expect("write");
         }
-        std::fs::write(&prefix.config, text).expect("write config");
+        std::fs::write(&prefix.config, &text).expect("write config");
         for (_, topic) in kafka_env::TOPICS {
             self.topics.push(prefix.topic(topic));
         }
         self.topics.push(prefix.topic(BARE_OUT));
-        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .args(["topics", "apply", "--config"])
-            .arg(&prefix.config)
-            .env("VIGIL_KAFKA_BROKERS", &self.brokers)
-            .env("VIGIL_KAFKA_TOPIC_PREFIX", &prefix.prefix)
-            .output()
-            .expect("vigil topics apply");
-        assert!(
-            out.status.success(),
-            "vigil topics apply failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut configs = vec![&prefix.config];
+        if compare {
+            for (table, topic) in kafka_env::TOPICS {
+                if !INPUTS.contains(&topic) {
+                    let own = format!("{topic}{COMPARED}");
+                    text = text.replace(
+                        &format!("[kafka.topics.{table}]\n"),
+                        &format!("[kafka.topics.{table}]\nname = \"{own}\"\n"),
+                    );
+                    self.topics.push(prefix.topic(&own));
+                }
+            }
+            std::fs::write(&prefix.config_compared, text).expect("write config");
+            configs.push(&prefix.config_compared);
+        }
+        for config in configs {
+            let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+                .args(["topics", "apply", "--config"])
+                .arg(config)
+                .env("VIGIL_KAFKA_BROKERS", &self.brokers)
+                .env("VIGIL_KAFKA_TOPIC_PREFIX", &prefix.prefix)
+                .output()
+                .expect("vigil topics apply");
+            assert!(
+                out.status.success(),
+                "vigil topics apply failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let bare_out = prefix.topic(BARE_OUT);
         let topic = NewTopic::new(&bare_out, partitions, TopicReplication::Fixed(1))
             .set("retention.ms", "-1");
@@ -497,6 +521,9 @@ impl Drop for Broker {
 struct Prefix {
     prefix: String,
     config: PathBuf,
+    /// For the build compared (`VIGIL_BENCH_COMPARE`): the same inputs, outputs and changelog
+    /// of its own (named with [`COMPARED`] appended), so neither run reads the other's state.
+    config_compared: PathBuf,
 }
 
 impl Prefix {
@@ -967,7 +994,9 @@ struct Vigil {
 }
 
 impl Vigil {
+    #[allow(clippy::too_many_arguments)]
     fn start(
+        binary: &Path,
         broker: &Broker,
         prefix: &Prefix,
         group: &str,
@@ -977,11 +1006,16 @@ impl Vigil {
     ) -> Vigil {
         let log = broker.log_path(name);
         let file = std::fs::File::create(&log).expect("log file");
-        let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
+        let mut c = Command::new(binary);
         // Without the history sink: it is a consumer of the outputs beside the engine, and the
         // figures here are the engine's path from input to committed outputs.
+        let config = if binary == this_build() {
+            &prefix.config
+        } else {
+            &prefix.config_compared
+        };
         c.args(["run", "--kafka", "--no-history", "--config"])
-            .arg(&prefix.config)
+            .arg(config)
             .args(["--instance-id", name]);
         for r in rules {
             c.arg("--rules").arg(r);
@@ -1134,9 +1168,18 @@ fn topic_volume(brokers: &str, group: &str, topic: &str, partitions: i32) -> Opt
 
 /// What Vigil wrote besides its outputs: the state changelog, per input event and per
 /// transaction.
-fn describe_changelog(broker: &Broker, prefix: &Prefix, partitions: i32, events: i64) -> String {
+fn describe_changelog(
+    broker: &Broker,
+    prefix: &Prefix,
+    suffix: &str,
+    partitions: i32,
+    events: i64,
+) -> String {
     let group = format!("{}-volume", broker.run_id);
-    let volume = |t: &str| topic_volume(&broker.brokers, &group, &prefix.topic(t), partitions);
+    let volume = |t: &str| {
+        let topic = prefix.topic(&format!("{t}{suffix}"));
+        topic_volume(&broker.brokers, &group, &topic, partitions)
+    };
     match (
         volume("vigil-state"),
         volume("alerts"),
@@ -1593,12 +1636,21 @@ fn vigil_backlog(
     events: i64,
     pids: Pids,
     round: usize,
+    binary: &Path,
 ) -> Watched {
-    println!("vigil over the backlog (rules/) …");
+    let other = binary != this_build();
+    println!(
+        "vigil{} over the backlog (rules/) …",
+        if other { " (the build compared)" } else { "" }
+    );
     let limit = Duration::from_secs(if plan.smoke { 120 } else { 900 });
-    let group = broker.group(&format!("backlog-vigil{round}"));
+    let group = broker.group(&format!(
+        "backlog-vigil{round}{}",
+        if other { "-compared" } else { "" }
+    ));
     let committed = Committed::new(&broker.brokers, &group, &a.inputs(), plan.partitions);
     let mut vigil = Vigil::start(
+        binary,
         broker,
         a,
         &group,
@@ -1623,10 +1675,38 @@ fn vigil_backlog(
     println!("  CPU: {}", watched.cpu.describe());
     println!(
         "  {}",
-        describe_changelog(broker, a, plan.partitions, events)
+        describe_changelog(
+            broker,
+            a,
+            if other { COMPARED } else { "" },
+            plan.partitions,
+            events
+        )
     );
     print_log("vigil", &log);
     watched
+}
+
+/// This build's `vigil`.
+fn this_build() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_vigil"))
+}
+
+/// The other build `VIGIL_BENCH_COMPARE` names, if any.
+fn compared_build() -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os("VIGIL_BENCH_COMPARE")?);
+    assert!(
+        path.is_file(),
+        "VIGIL_BENCH_COMPARE={} is not a file",
+        path.display()
+    );
+    Some(path)
+}
+
+/// The median of some numbers (the lower middle one of an even count).
+fn median_of(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    values.get(values.len().saturating_sub(1) / 2).copied()
 }
 
 /// The median run by rate (the lower middle one of an even count).
@@ -1658,7 +1738,15 @@ fn latency_phases(plan: &Plan, broker: &mut Broker, pids: Pids) -> (Latency, Lat
     );
     let b = broker.prefix("live", plan.partitions);
     let live_group = broker.group("live-vigil");
-    let vigil = Vigil::start(broker, &b, &live_group, "vigil-live", &live_rules, None);
+    let vigil = Vigil::start(
+        &this_build(),
+        broker,
+        &b,
+        &live_group,
+        "vigil-live",
+        &live_rules,
+        None,
+    );
     let live_pids = Pids {
         vigil: vigil.pid(),
         ..pids
@@ -1694,6 +1782,7 @@ fn latency_phases(plan: &Plan, broker: &mut Broker, pids: Pids) -> (Latency, Lat
         describe_changelog(
             broker,
             &b,
+            "",
             plan.partitions,
             (vigil_latency.sent + plan.latency_users) as i64
         )
@@ -1771,6 +1860,8 @@ fn main() {
     let phase = std::env::var("VIGIL_BENCH_ONLY").unwrap_or_default();
     let mut bare_runs: Vec<Watched> = Vec::new();
     let mut vigil_runs: Vec<Watched> = Vec::new();
+    let compared = compared_build();
+    let mut compared_runs: Vec<Watched> = Vec::new();
     if phase != "latency" {
         // Rounds alternate which processor goes first: the broker's speed drifts within a
         // run (its JIT warming up, its page cache), and the ceiling with it.
@@ -1788,11 +1879,39 @@ fn main() {
                 took.as_secs_f64(),
                 thousands((events as f64 / took.as_secs_f64()) as i64)
             );
-            for vigil_now in [round % 2 == 1, round % 2 == 0] {
-                if vigil_now {
-                    vigil_runs.push(vigil_backlog(&plan, &mut broker, &a, events, pids, round));
-                } else {
-                    bare_runs.push(bare_backlog(&plan, &mut broker, &a, events, pids));
+            // Bare loop (0), this build (1), the build compared (2), in turn.
+            let mut order = if compared.is_some() {
+                vec![0, 1, 2]
+            } else {
+                vec![0, 1]
+            };
+            let len = order.len();
+            order.rotate_left(round % len);
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for which in order {
+                match (which, &compared) {
+                    (0, _) => bare_runs.push(bare_backlog(&plan, &mut broker, &a, events, pids)),
+                    (1, _) => vigil_runs.push(vigil_backlog(
+                        &plan,
+                        &mut broker,
+                        &a,
+                        events,
+                        pids,
+                        round,
+                        &this_build(),
+                    )),
+                    (_, Some(other)) => compared_runs.push(vigil_backlog(
+                        &plan,
+                        &mut broker,
+                        &a,
+                        events,
+                        pids,
+                        round,
+                        other,
+                    )),
+                    (_, None) => {}
                 }
             }
             broker.retire(&a);
@@ -1857,6 +1976,33 @@ fn main() {
         _ => println!(
             "  RESULT throughput not measured (VIGIL_BENCH_ONLY=latency, or too few events)"
         ),
+    }
+    if let Some(other) = &compared {
+        let mut paired = Vec::new();
+        for (i, (this, that)) in vigil_runs.iter().zip(&compared_runs).enumerate() {
+            if let (Some(a), Some(b)) = (this.rate(), that.rate()) {
+                paired.push(a / b);
+                println!(
+                    "  round {}: this build {}, the build compared {} events/s: {:.1} %",
+                    i + 1,
+                    thousands(a.round() as i64),
+                    thousands(b.round() as i64),
+                    a / b * 100.0
+                );
+            }
+        }
+        if let (Some(that), Some(ratio)) = (median(&compared_runs), median_of(paired)) {
+            println!(
+                "  RESULT the build compared ({}, median of {}): {}",
+                other.display(),
+                compared_runs.len(),
+                that.describe()
+            );
+            println!(
+                "  RESULT this build / the build compared, median of the rounds' ratios: {:.1} %",
+                ratio * 100.0
+            );
+        }
     }
     if let Some((vigil_latency, bare_latency)) = &latencies {
         for (what, l, unit) in [

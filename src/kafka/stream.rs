@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _};
+use bytes::{Bytes, BytesMut};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
@@ -199,6 +200,7 @@ pub fn run(config: &KafkaConfig, options: &StreamOptions) -> anyhow::Result<Stre
     }
 }
 
+#[derive(Debug)]
 enum SessionError {
     /// Configuration or topology that no retry can fix.
     Fatal(anyhow::Error),
@@ -246,8 +248,8 @@ impl ConsumerContext for RebalanceFlag {
 /// the task's thread decodes them.
 struct Record {
     offset: i64,
-    /// The key's bytes, then the payload's: one allocation for both.
-    bytes: Vec<u8>,
+    /// The key's bytes, then the payload's, in a shared block of [`Staging::arena`].
+    bytes: Bytes,
     /// Where the key ends in `bytes`; `None` for a record without a key.
     key_len: Option<usize>,
     has_payload: bool,
@@ -259,16 +261,22 @@ struct Record {
 }
 
 impl Record {
-    fn copied(message: &BorrowedMessage<'_>) -> Record {
-        let key = message.key();
-        let payload = message.payload();
+    /// The message's key and payload are copied into `arena`, whose blocks records share.
+    fn copied(message: &BorrowedMessage<'_>, arena: &mut BytesMut) -> Record {
+        Record::new(message.offset(), message.key(), message.payload(), arena)
+    }
+
+    fn new(offset: i64, key: Option<&[u8]>, payload: Option<&[u8]>, arena: &mut BytesMut) -> Self {
         let key_len = key.map(<[u8]>::len);
-        let mut bytes = Vec::with_capacity(key_len.unwrap_or(0) + payload.map_or(0, <[u8]>::len));
-        bytes.extend_from_slice(key.unwrap_or_default());
-        bytes.extend_from_slice(payload.unwrap_or_default());
+        let len = key_len.unwrap_or(0) + payload.map_or(0, <[u8]>::len);
+        if arena.capacity() < len {
+            arena.reserve(len.max(ARENA_BLOCK));
+        }
+        arena.extend_from_slice(key.unwrap_or_default());
+        arena.extend_from_slice(payload.unwrap_or_default());
         Record {
-            offset: message.offset(),
-            bytes,
+            offset,
+            bytes: arena.split().freeze(),
             key_len,
             has_payload: payload.is_some(),
             decoded: None,
@@ -281,25 +289,75 @@ impl Record {
             .then(|| &self.bytes[self.key_len.unwrap_or(0)..])
     }
 
-    /// The key and the payload, owned.
-    fn into_parts(mut self) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-        let payload = self
-            .has_payload
-            .then(|| self.bytes.split_off(self.key_len.unwrap_or(0)));
-        (self.key_len.map(|_| self.bytes), payload)
+    /// The key and the payload, copied out of the arena.
+    fn into_parts(self) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+        let key_len = self.key_len.unwrap_or(0);
+        let payload = self.has_payload.then(|| self.bytes[key_len..].to_vec());
+        (
+            self.key_len.map(|_| self.bytes[..key_len].to_vec()),
+            payload,
+        )
     }
 }
 
 /// One input partition of a task.
 #[derive(Default)]
 struct InputPartition {
+    /// Decoded, waiting for the merge.
     buffered: VecDeque<Record>,
-    /// Records at the back of `buffered` that are not decoded yet.
-    undecoded: usize,
     /// Offset after the last record processed, to commit.
     processed_to: Option<i64>,
     /// Offset after the last record received.
     received_to: Option<i64>,
+}
+
+/// Records polled and not yet handed to their tasks, by partition: the loop hands each task
+/// its records in one piece ([`Session::hand_to_tasks`]), a step per task rather than per
+/// record on the loop's thread, and the tasks' threads file them.
+#[derive(Default)]
+struct Staging {
+    /// By partition number: (input, record), in the order polled.
+    by_partition: Vec<Vec<(usize, Record)>>,
+    records: usize,
+    /// Where records' bytes are copied: one allocation per block of records instead of one
+    /// per record. Allocated on the loop's thread and freed on a task's, a buffer per record
+    /// cost the allocator a cross-thread free each, and the loop fresh pages.
+    arena: BytesMut,
+}
+
+impl Staging {
+    fn push(&mut self, input: usize, message: &BorrowedMessage<'_>) -> Result<(), SessionError> {
+        let index = Staging::index_of(message.partition())?;
+        let record = Record::copied(message, &mut self.arena);
+        self.add(input, index, record);
+        Ok(())
+    }
+
+    fn add(&mut self, input: usize, index: usize, record: Record) {
+        if self.by_partition.len() <= index {
+            self.by_partition.resize_with(index + 1, Vec::new);
+        }
+        self.by_partition[index].push((input, record));
+        self.records += 1;
+    }
+
+    fn index_of(partition: i32) -> Result<usize, SessionError> {
+        usize::try_from(partition).map_err(|_| {
+            SessionError::Fatal(anyhow!(
+                "librdkafka delivered a record of partition {partition}"
+            ))
+        })
+    }
+
+    fn partition_of(index: usize) -> Result<i32, SessionError> {
+        i32::try_from(index)
+            .map_err(|_| SessionError::Fatal(anyhow!("partition {index} is out of range")))
+    }
+
+    fn clear(&mut self) {
+        self.by_partition.iter_mut().for_each(Vec::clear);
+        self.records = 0;
+    }
 }
 
 /// Partition N of every input topic, with the engine that owns its users. A task is processed
@@ -307,6 +365,10 @@ struct InputPartition {
 struct Task {
     partition: i32,
     engine: Engine,
+    /// Records handed over by the loop (input, record), in the order polled, not yet filed
+    /// into `inputs`: the loop moves a pass's records for the task in one piece, and the
+    /// task's own thread files and decodes them.
+    incoming: Vec<(usize, Record)>,
     /// By position in [`OutTopics::inputs`].
     inputs: Vec<InputPartition>,
     /// Since when a partition with nothing buffered has held the task back.
@@ -387,14 +449,16 @@ impl Workers {
         W: Fn(&mut Task) -> anyhow::Result<()> + Sync,
     {
         let mut total = 0;
-        let selected: Vec<&mut Task> = tasks
+        let mut selected: Vec<(usize, &mut Task)> = tasks
             .values_mut()
-            .filter(|t| {
-                let n = amount(t);
-                total += n;
-                n > 0
-            })
+            .map(|t| (amount(t), t))
+            .filter(|(n, _)| *n > 0)
+            .inspect(|(n, _)| total += n)
             .collect();
+        // Largest first: the pool takes the jobs in the order spawned, so a large task left
+        // for last would finish alone while the other threads idle.
+        selected.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
+        let selected = selected.into_iter().map(|(_, t)| t);
         match self {
             // Little work is done in line: waking another thread costs more than it saves, and
             // on a busy machine the wake-up alone can take milliseconds, which live traffic
@@ -449,7 +513,7 @@ struct Session<'a> {
     /// The task whose bytes in state the next gauge update measures (one per update).
     measure_next: i32,
     /// Records polled while the tasks processed, for the loop to hand to them next.
-    staged: Vec<(usize, i32, Record)>,
+    staging: Staging,
     /// Rebalances the loop has reacted to (see [`RebalanceFlag`]).
     rebalances_seen: u64,
 }
@@ -580,7 +644,7 @@ impl<'a> Session<'a> {
             shared_status: StatusBuffer::new(&options.rules),
             counters,
             measure_next: 0,
-            staged: Vec::new(),
+            staging: Staging::default(),
             rebalances_seen: 0,
         })
     }
@@ -624,13 +688,12 @@ impl<'a> Session<'a> {
             // into the next transaction (on the other producer), but state changes wait: those
             // of a key coalesce in the engine until the hand-off or a pass with no commit.
             let sending = !self.committer.busy();
-            let (received, processed) = self.pass(sending)?;
+            // Records the hand-off polled join this pass: from a backlog, the tasks process
+            // them while this thread polls the next ones.
+            let waiting = self.hand_to_tasks()?;
+            let (received, processed) = self.pass(sending, waiting > 0)?;
             self.after_rebalance(summary)?;
-            let mut staged = std::mem::take(&mut self.staged);
-            for (input, partition, record) in staged.drain(..) {
-                self.receive(input, partition, record)?;
-            }
-            self.staged = staged;
+            self.hand_to_tasks()?;
             // A backlog (a full poll) waits for the next pass, whose tasks process it while this
             // thread polls the records after it; live traffic is processed at once.
             if !processed && !self.overlaps(received) {
@@ -754,26 +817,37 @@ impl<'a> Session<'a> {
         status.tasks.store(self.tasks.len(), Ordering::Relaxed);
     }
 
-    fn receive(
-        &mut self,
-        input: usize,
-        partition: i32,
-        record: Record,
-    ) -> Result<(), SessionError> {
-        if !self.tasks.contains_key(&partition) {
-            let task = self.restore_task(partition)?;
-            self.tasks.insert(partition, task);
-            let status = &self.options.status;
-            status.tasks.store(self.tasks.len(), Ordering::Relaxed);
+    /// Hands each task the records staged for it, as a whole (the task files them on its own
+    /// thread when next processed), restoring the tasks of partitions new to this session.
+    /// Returns how many records it handed over.
+    fn hand_to_tasks(&mut self) -> Result<usize, SessionError> {
+        let records = self.staging.records;
+        if records == 0 {
+            return Ok(0);
         }
-        let Some(task) = self.tasks.get_mut(&partition) else {
-            return Ok(());
-        };
-        let slot = &mut task.inputs[input];
-        slot.received_to = Some(record.offset + 1);
-        slot.buffered.push_back(record);
-        slot.undecoded += 1;
-        Ok(())
+        for index in 0..self.staging.by_partition.len() {
+            if self.staging.by_partition[index].is_empty() {
+                continue;
+            }
+            let partition = Staging::partition_of(index)?;
+            if !self.tasks.contains_key(&partition) {
+                let task = self.restore_task(partition)?;
+                self.tasks.insert(partition, task);
+                let status = &self.options.status;
+                status.tasks.store(self.tasks.len(), Ordering::Relaxed);
+            }
+            let staged = &mut self.staging.by_partition[index];
+            if let Some(task) = self.tasks.get_mut(&partition) {
+                if task.incoming.is_empty() {
+                    // The task's empty buffer, with its capacity, takes the next records.
+                    std::mem::swap(&mut task.incoming, staged);
+                } else {
+                    task.incoming.append(staged);
+                }
+            }
+        }
+        self.staging.records = 0;
+        Ok(records)
     }
 
     /// Reads task `partition`'s changelog to its end (committed records only) and builds its
@@ -880,6 +954,7 @@ impl<'a> Session<'a> {
         Ok(Task {
             partition,
             engine,
+            incoming: Vec::new(),
             highs: vec![None; inputs.len()],
             inputs,
             waiting_since: None,
@@ -927,17 +1002,17 @@ impl<'a> Session<'a> {
     /// records (with `drain`, their state changes go out too). Otherwise it only polls, waiting
     /// a little for more: the loop processes right after, so live traffic goes out in the
     /// transaction it arrived in.
-    fn pass(&mut self, drain: bool) -> Result<(usize, bool), SessionError> {
+    fn pass(&mut self, drain: bool, fresh: bool) -> Result<(usize, bool), SessionError> {
         if !self.overlaps(self.buffered()) {
-            // Records staged by the hand-off are waiting already: no waiting for more then.
-            // While a transaction commits, look back soon: the records gathered meanwhile go
-            // out as soon as it has.
-            let wait = if !self.staged.is_empty() {
+            // Records the hand-off polled (`fresh`) are waiting already: no waiting for more
+            // then. While a transaction commits, look back soon: the records gathered
+            // meanwhile go out as soon as it has.
+            let wait = if fresh {
                 Duration::ZERO
             } else {
                 Duration::from_millis(if self.committer.busy() { 1 } else { 5 })
             };
-            let polled = poll_into(&self.consumer, &self.topics.inputs, &mut self.staged, wait)?;
+            let polled = poll_into(&self.consumer, &self.topics.inputs, &mut self.staging, wait)?;
             return Ok((polled, false));
         }
         let polled = self.process_tasks(drain, true)?;
@@ -964,14 +1039,14 @@ impl<'a> Session<'a> {
             max_task_idle_ms: self.config.streaming.max_task_idle_ms,
         };
         let consumer = &self.consumer;
-        let staged = &mut self.staged;
+        let staging = &mut self.staging;
         let (processed, polled) = self.workers.each_while(
             &mut self.tasks,
             |t| task_work(t, drain),
             |t| t.process_ready(&context, drain),
             || {
                 if poll {
-                    poll_into(consumer, &context.topics.inputs, staged, Duration::ZERO)
+                    poll_into(consumer, &context.topics.inputs, staging, Duration::ZERO)
                 } else {
                     Ok(0)
                 }
@@ -1027,7 +1102,7 @@ impl<'a> Session<'a> {
         let weight = if backlog { PARALLEL_FROM } else { 1 };
         let consumer = &self.consumer;
         let inputs = &self.topics.inputs;
-        let staged = &mut self.staged;
+        let staging = &mut self.staging;
         let (drained, polled) = self.workers.each_while(
             &mut self.tasks,
             |t| t.engine.keys_changed() * weight,
@@ -1035,7 +1110,7 @@ impl<'a> Session<'a> {
                 task.drain_changelog();
                 Ok(())
             },
-            || poll_into(consumer, inputs, staged, Duration::ZERO),
+            || poll_into(consumer, inputs, staging, Duration::ZERO),
         );
         drained?;
         let polled = polled?;
@@ -1074,11 +1149,7 @@ impl<'a> Session<'a> {
 
     /// True when nothing is buffered and every assigned partition is at its end.
     fn all_processed(&self) -> bool {
-        if self
-            .tasks
-            .values()
-            .any(|t| t.inputs.iter().any(|i| !i.buffered.is_empty()))
-        {
+        if self.staging.records > 0 || self.tasks.values().any(|t| t.buffered() > 0) {
             return false;
         }
         let Ok(assignment) = self.consumer.assignment() else {
@@ -1106,6 +1177,9 @@ impl<'a> Session<'a> {
 /// Records (or keys with state changes) below which a pass is not worth other threads.
 const PARALLEL_FROM: usize = 2_000;
 
+/// Bytes of a block of [`Staging::arena`] (larger records get a block of their own size).
+const ARENA_BLOCK: usize = 256 * 1024;
+
 /// Most records one pass of the loop takes before processing them (see the loop).
 const PASS_RECORDS: usize = 20_000;
 
@@ -1131,20 +1205,19 @@ impl Drop for Restoring<'_> {
 impl Task {
     /// Records received and not processed yet, over its inputs.
     fn buffered(&self) -> usize {
-        self.inputs.iter().map(|i| i.buffered.len()).sum()
+        self.incoming.len() + self.inputs.iter().map(|i| i.buffered.len()).sum::<usize>()
     }
 
     /// Decodes what arrived since the last pass, then processes every record the merge allows;
     /// with `drain`, moves the state changes into the output too.
     fn process_ready(&mut self, context: &TaskContext<'_>, drain: bool) -> anyhow::Result<()> {
-        for slot in &mut self.inputs {
-            let from = slot.buffered.len() - slot.undecoded;
-            for record in slot.buffered.range_mut(from..) {
-                let decoded = decode(context.decoder, record.payload(), context.max_message_bytes);
-                record.merge_time = decoded.as_ref().map_or(i64::MIN, |e| e.time.millis());
-                record.decoded = Some(decoded);
-            }
-            slot.undecoded = 0;
+        for (input, mut record) in self.incoming.drain(..) {
+            let decoded = decode(context.decoder, record.payload(), context.max_message_bytes);
+            record.merge_time = decoded.as_ref().map_or(i64::MIN, |e| e.time.millis());
+            record.decoded = Some(decoded);
+            let slot = &mut self.inputs[input];
+            slot.received_to = Some(record.offset + 1);
+            slot.buffered.push_back(record);
         }
         while let Some(input) = next_input(self, context.max_task_idle_ms) {
             let Some(record) = self.inputs[input].buffered.pop_front() else {
@@ -1339,14 +1412,14 @@ fn task_work(task: &Task, drain: bool) -> usize {
     task.buffered() + if drain { task.engine.keys_changed() } else { 0 }
 }
 
-/// Polls up to [`PASS_RECORDS`] records into `staged`, waiting up to `wait` for the first:
+/// Polls up to [`PASS_RECORDS`] records into `staging`, waiting up to `wait` for the first:
 /// what processing needs is copied out of each message, which borrows the consumer. Records
 /// polled before a rebalance are dropped (their tasks are dropped too, and the partitions
 /// resume from the committed offsets). Returns how many records it polled.
 fn poll_into(
     consumer: &BaseConsumer<RebalanceFlag>,
     inputs: &[String],
-    staged: &mut Vec<(usize, i32, Record)>,
+    staging: &mut Staging,
     mut wait: Duration,
 ) -> Result<usize, SessionError> {
     let mut polled = 0;
@@ -1362,12 +1435,12 @@ fn poll_into(
         let now = consumer.context().count();
         if now != rebalances {
             rebalances = now;
-            staged.clear();
+            staging.clear();
         }
         match result {
             Ok(m) => {
                 if let Some(input) = inputs.iter().position(|t| t == m.topic()) {
-                    staged.push((input, m.partition(), Record::copied(&m)));
+                    staging.push(input, &m)?;
                     polled += 1;
                 }
             }
@@ -1544,4 +1617,64 @@ fn check_topics<C: ConsumerContext>(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Key and payload of record `i`: sizes from none to several arena blocks, so records
+    /// share blocks, straddle their ends and get blocks of their own.
+    fn parts(i: usize) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+        let key = (!i.is_multiple_of(5)).then(|| format!("user-{i}").into_bytes());
+        let len = match i % 7 {
+            0 => 0,
+            1 => ARENA_BLOCK + 17,
+            2 => ARENA_BLOCK / 3,
+            _ => 100 + i,
+        };
+        let payload =
+            (!i.is_multiple_of(11)).then(|| (0..len).map(|b| (b * 31 + i) as u8).collect());
+        (key, payload)
+    }
+
+    #[test]
+    fn records_in_the_arena_keep_their_own_bytes() {
+        let mut arena = BytesMut::new();
+        let records: Vec<Record> = (0..200)
+            .map(|i| {
+                let (key, payload) = parts(i);
+                Record::new(i as i64, key.as_deref(), payload.as_deref(), &mut arena)
+            })
+            .collect();
+        // Dropping some records frees nothing the others use.
+        let kept: Vec<Record> = records.into_iter().filter(|r| r.offset % 3 != 1).collect();
+        for record in kept {
+            let i = usize::try_from(record.offset).expect("offset");
+            let (key, payload) = parts(i);
+            assert_eq!(record.payload(), payload.as_deref(), "record {i}");
+            assert_eq!(record.into_parts(), (key, payload), "record {i}");
+        }
+    }
+
+    #[test]
+    fn staging_files_records_by_partition_in_order() {
+        let mut staging = Staging::default();
+        for (offset, partition) in [(0, 3), (1, 0), (2, 3), (3, 3)] {
+            let record = Record::new(offset, None, Some(b"{}"), &mut staging.arena);
+            let index = Staging::index_of(partition).expect("a partition");
+            staging.add(offset as usize % 2, index, record);
+        }
+        assert_eq!(staging.records, 4);
+        assert!(Staging::index_of(-1).is_err());
+        let offsets =
+            |v: &Vec<(usize, Record)>| v.iter().map(|(_, r)| r.offset).collect::<Vec<_>>();
+        assert_eq!(offsets(&staging.by_partition[3]), [0, 2, 3]);
+        assert_eq!(offsets(&staging.by_partition[0]), [1]);
+        assert_eq!(Staging::partition_of(3).expect("fits"), 3);
+        assert!(Staging::partition_of(usize::MAX).is_err());
+        staging.clear();
+        assert_eq!(staging.records, 0);
+        assert!(staging.by_partition.iter().all(Vec::is_empty));
+    }
 }
