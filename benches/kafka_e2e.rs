@@ -1879,39 +1879,23 @@ fn main() {
                 took.as_secs_f64(),
                 thousands((events as f64 / took.as_secs_f64()) as i64)
             );
-            // Bare loop (0), this build (1), the build compared (2), in turn.
-            let mut order = if compared.is_some() {
-                vec![0, 1, 2]
-            } else {
-                vec![0, 1]
-            };
-            let len = order.len();
-            order.rotate_left(round % len);
+            // The bare loop (`None`), this build and the build compared, if any; the order
+            // reverses every round, so each goes first and last in turn.
+            let mut order = vec![None, Some(this_build())];
+            order.extend(compared.clone().map(Some));
             if round % 2 == 1 {
                 order.reverse();
             }
-            for which in order {
-                match (which, &compared) {
-                    (0, _) => bare_runs.push(bare_backlog(&plan, &mut broker, &a, events, pids)),
-                    (1, _) => vigil_runs.push(vigil_backlog(
-                        &plan,
-                        &mut broker,
-                        &a,
-                        events,
-                        pids,
-                        round,
-                        &this_build(),
-                    )),
-                    (_, Some(other)) => compared_runs.push(vigil_backlog(
-                        &plan,
-                        &mut broker,
-                        &a,
-                        events,
-                        pids,
-                        round,
-                        other,
-                    )),
-                    (_, None) => {}
+            for run in order {
+                let Some(binary) = run else {
+                    bare_runs.push(bare_backlog(&plan, &mut broker, &a, events, pids));
+                    continue;
+                };
+                let watched = vigil_backlog(&plan, &mut broker, &a, events, pids, round, &binary);
+                if binary == this_build() {
+                    vigil_runs.push(watched);
+                } else {
+                    compared_runs.push(watched);
                 }
             }
             broker.retire(&a);
