@@ -52,7 +52,7 @@
 //! copy of an earlier `target/release/vigil`) over each round's backlog too, in turn with this
 //! one, and reports the paired ratio per round: how a change is judged when the ceiling itself
 //! drifts between runs; `VIGIL_BENCH_LATENCY_DUMP=DIR` writes every measured latency
-//! to DIR. No assertions on timings.
+//! to DIR, and `VIGIL_BENCH_LOGS=DIR` keeps Vigil's logs there. No assertions on timings.
 
 mod common;
 
@@ -456,8 +456,17 @@ impl Broker {
         }
     }
 
+    /// Vigil's log for a run: in the broker's temporary folder, or kept in
+    /// `VIGIL_BENCH_LOGS` when that names a folder.
     fn log_path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(format!("{name}.log"))
+        match std::env::var_os("VIGIL_BENCH_LOGS") {
+            Some(dir) => {
+                let dir = PathBuf::from(dir);
+                std::fs::create_dir_all(&dir).expect("VIGIL_BENCH_LOGS folder");
+                dir.join(format!("{name}.log"))
+            }
+            None => self.dir.path().join(format!("{name}.log")),
+        }
     }
 }
 
