@@ -685,8 +685,11 @@ impl<'a> Session<'a> {
             }
             // With no commit in flight, this pass's records (state changes included) go out
             // right after it, into the open transaction. During a commit its outputs go out
-            // into the next transaction (on the other producer), but state changes wait: those
-            // of a key coalesce in the engine until the hand-off or a pass with no commit.
+            // into the next transaction (on the other producer) once the committing one's
+            // records are acknowledged. A backlog's state changes wait until the hand-off or a
+            // pass with no commit, so that those of a key coalesce in the engine; live
+            // traffic's go out with its outputs, so that the hand-off has little left to send
+            // and its commit little to wait for.
             let sending = !self.committer.busy();
             // Records the hand-off polled join this pass: from a backlog, the tasks process
             // them while this thread polls the next ones.
@@ -697,7 +700,7 @@ impl<'a> Session<'a> {
             // A backlog (a full poll) waits for the next pass, whose tasks process it while this
             // thread polls the records after it; live traffic is processed at once.
             if !processed && !self.overlaps(received) {
-                self.process_buffered(sending)?;
+                self.process_buffered(sending || self.committer.can_send())?;
             }
             if received > 0 {
                 self.last_input = Instant::now();
