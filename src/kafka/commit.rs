@@ -368,11 +368,28 @@ fn millis(d: Duration) -> u64 {
 /// that the flush inside `commit_transaction` finds nothing in flight. rdkafka's own flush
 /// polls with 100 ms waits and charges each report served to its timeout: left to it, a
 /// commit could wait for nothing or give up early with many reports queued.
+///
+/// librdkafka sends lingering batches at once (ignoring `linger.ms`) only while a call to
+/// `rd_kafka_flush` is under way, and with delivery reports as events that call serves none of
+/// them: it waits until they are all served. So a scoped thread sits in it, which makes the
+/// last records of the transaction go out without their linger, while this one serves the
+/// reports; the flush returns as the last report is served (or at `limit`, as this loop does).
 fn await_deliveries(producer: &BaseProducer, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while producer.in_flight_count() > 0 && Instant::now() < deadline {
-        producer.poll(Duration::from_millis(1));
+    if producer.in_flight_count() == 0 {
+        return;
     }
+    let deadline = Instant::now() + limit;
+    let limit_ms = i32::try_from(limit.as_millis()).unwrap_or(i32::MAX);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // SAFETY: the client pointer is valid while `producer` lives, which outlives this
+            // scope; `rd_kafka_flush` may be called from any thread.
+            unsafe { rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), limit_ms) };
+        });
+        while producer.in_flight_count() > 0 && Instant::now() < deadline {
+            producer.poll(Duration::from_millis(1));
+        }
+    });
 }
 
 /// Aborts the open transaction. Its records still queued or in flight are purged first and
