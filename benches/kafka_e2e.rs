@@ -1005,7 +1005,7 @@ struct Vigil {
 impl Vigil {
     #[allow(clippy::too_many_arguments)]
     fn start(
-        binary: &Path,
+        build: &Build,
         broker: &Broker,
         prefix: &Prefix,
         group: &str,
@@ -1015,13 +1015,13 @@ impl Vigil {
     ) -> Vigil {
         let log = broker.log_path(name);
         let file = std::fs::File::create(&log).expect("log file");
-        let mut c = Command::new(binary);
+        let mut c = Command::new(&build.binary);
         // Without the history sink: it is a consumer of the outputs beside the engine, and the
         // figures here are the engine's path from input to committed outputs.
-        let config = if binary == this_build() {
-            &prefix.config
-        } else {
+        let config = if build.compared {
             &prefix.config_compared
+        } else {
+            &prefix.config
         };
         c.args(["run", "--kafka", "--no-history", "--config"])
             .arg(config)
@@ -1645,9 +1645,9 @@ fn vigil_backlog(
     events: i64,
     pids: Pids,
     round: usize,
-    binary: &Path,
+    build: &Build,
 ) -> Watched {
-    let other = binary != this_build();
+    let other = build.compared;
     println!(
         "vigil{} over the backlog (rules/) …",
         if other { " (the build compared)" } else { "" }
@@ -1659,7 +1659,7 @@ fn vigil_backlog(
     ));
     let committed = Committed::new(&broker.brokers, &group, &a.inputs(), plan.partitions);
     let mut vigil = Vigil::start(
-        binary,
+        build,
         broker,
         a,
         &group,
@@ -1696,20 +1696,35 @@ fn vigil_backlog(
     watched
 }
 
+/// A `vigil` binary to run, and whether it is the build compared (which gets topics, group
+/// and config of its own). Told by this flag, not by its path: comparing a copy of this very
+/// build (an A/A run, to see the noise) must still keep the two apart.
+#[derive(Clone)]
+struct Build {
+    binary: PathBuf,
+    compared: bool,
+}
+
 /// This build's `vigil`.
-fn this_build() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_vigil"))
+fn this_build() -> Build {
+    Build {
+        binary: PathBuf::from(env!("CARGO_BIN_EXE_vigil")),
+        compared: false,
+    }
 }
 
 /// The other build `VIGIL_BENCH_COMPARE` names, if any.
-fn compared_build() -> Option<PathBuf> {
+fn compared_build() -> Option<Build> {
     let path = PathBuf::from(std::env::var_os("VIGIL_BENCH_COMPARE")?);
     assert!(
         path.is_file(),
         "VIGIL_BENCH_COMPARE={} is not a file",
         path.display()
     );
-    Some(path)
+    Some(Build {
+        binary: path,
+        compared: true,
+    })
 }
 
 /// The median of some numbers (the lower middle one of an even count).
@@ -1896,15 +1911,15 @@ fn main() {
                 order.reverse();
             }
             for run in order {
-                let Some(binary) = run else {
+                let Some(build) = run else {
                     bare_runs.push(bare_backlog(&plan, &mut broker, &a, events, pids));
                     continue;
                 };
-                let watched = vigil_backlog(&plan, &mut broker, &a, events, pids, round, &binary);
-                if binary == this_build() {
-                    vigil_runs.push(watched);
-                } else {
+                let watched = vigil_backlog(&plan, &mut broker, &a, events, pids, round, &build);
+                if build.compared {
                     compared_runs.push(watched);
+                } else {
+                    vigil_runs.push(watched);
                 }
             }
             broker.retire(&a);
@@ -1987,7 +2002,7 @@ fn main() {
         if let (Some(that), Some(ratio)) = (median(&compared_runs), median_of(paired)) {
             println!(
                 "  RESULT the build compared ({}, median of {}): {}",
-                other.display(),
+                other.binary.display(),
                 compared_runs.len(),
                 that.describe()
             );
