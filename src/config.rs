@@ -132,8 +132,9 @@ pub struct StreamingConfig {
     /// brokers (BENCHMARKS.md: 20 ms vs 100 ms).
     pub commit_interval_ms: i64,
     /// How long a task waits for one of its input partitions that has nothing buffered and
-    /// is not at its end before processing the others anyway (Kafka Streams'
-    /// `max.task.idle.ms`), ms.
+    /// is read to its end, for records its producers may still send, before processing the
+    /// other anyway (Kafka Streams' `max.task.idle.ms`), ms. A partition with records on the
+    /// broker not yet fetched is always waited for.
     pub max_task_idle_ms: i64,
     /// `transaction.timeout.ms`: how long the broker waits before aborting the transaction
     /// of an instance that died and never came back.
@@ -155,7 +156,7 @@ impl Default for StreamingConfig {
         StreamingConfig {
             instance_id: None,
             commit_interval_ms: 20,
-            max_task_idle_ms: 100,
+            max_task_idle_ms: 0,
             transaction_timeout_ms: 30_000,
             threads: None,
             pipelined_transactions: true,
@@ -754,16 +755,22 @@ impl StreamingConfig {
                 )),
             }
         }
+        // Not waiting at all is a valid `max-task-idle` (and its default).
+        if let Some(value) = layer.max_task_idle {
+            match parse_duration_or_zero(value.get_ref()) {
+                Ok(ms) => self.max_task_idle_ms = ms,
+                Err(e) => problems.push(Diagnostic::new(
+                    file,
+                    value.span(),
+                    format!("streaming.max-task-idle: {e}"),
+                )),
+            }
+        }
         for (value, target, what) in [
             (
                 layer.commit_interval,
                 &mut self.commit_interval_ms,
                 "streaming.commit-interval",
-            ),
-            (
-                layer.max_task_idle,
-                &mut self.max_task_idle_ms,
-                "streaming.max-task-idle",
             ),
             (
                 layer.transaction_timeout,
@@ -867,6 +874,19 @@ fn duration_setting(
     parse_duration(value.get_ref())
         .map_err(|e| problems.push(Diagnostic::new(file, value.span(), format!("{what}: {e}"))))
         .ok()
+}
+
+/// A duration that may also be zero ("0", "0ms", "0s"), which [`parse_duration`] refuses.
+fn parse_duration_or_zero(text: &str) -> Result<i64, String> {
+    let trimmed = text.trim();
+    let digits = trimmed.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    if !digits.is_empty() && digits.bytes().all(|b| b == b'0') {
+        let unit = &trimmed[digits.len()..];
+        if unit.is_empty() || parse_duration(&format!("1{unit}")).is_ok() {
+            return Ok(0);
+        }
+    }
+    parse_duration(text)
 }
 
 /// A Redis URL the `redis` crate will accept: scheme and host, checked without connecting.
@@ -1156,6 +1176,32 @@ mod tests {
 
         let e = from_file("[kafka.topics.alert]\n").expect_err("unknown topic");
         assert!(e.to_string().contains("unknown field `alert`"), "{e}");
+    }
+
+    #[test]
+    fn max_task_idle_may_be_zero_and_nothing_else_that_is_not_a_duration() {
+        for (text, ms) in [
+            ("0", 0),
+            ("0ms", 0),
+            ("00s", 0),
+            ("250ms", 250),
+            ("2s", 2000),
+        ] {
+            let c = from_file(&format!("[kafka.streaming]\nmax-task-idle = \"{text}\"\n"))
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(c.kafka.streaming.max_task_idle_ms, ms, "{text}");
+        }
+        for text in ["0x", "-1s", "soon", ""] {
+            let e = from_file(&format!("[kafka.streaming]\nmax-task-idle = \"{text}\"\n"))
+                .expect_err(text);
+            assert!(
+                e.to_string()
+                    .starts_with("vigil.toml:2:17: streaming.max-task-idle:"),
+                "{text}: {e}"
+            );
+        }
+        let c = from_file("[kafka.streaming]\ncommit-interval = \"0ms\"\n");
+        assert!(c.is_err(), "a commit interval of 0 stays refused");
     }
 
     #[test]

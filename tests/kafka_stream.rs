@@ -70,6 +70,25 @@ struct Received {
 /// at once starve one another's timing (the broker's session timeouts among them).
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+thread_local! {
+    /// The message of the panic this thread is unwinding from, for [`Fixture`]'s drop to
+    /// repeat after the instances' logs: CI shows the start and the end of a failing test's
+    /// output, and the logs in between would push the assertion out of both.
+    static PANIC_MESSAGE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs (once) a panic hook that keeps each panic's message in [`PANIC_MESSAGE`].
+fn keep_panic_messages() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANIC_MESSAGE.with(|m| *m.borrow_mut() = Some(info.to_string()));
+            previous(info);
+        }));
+    });
+}
+
 struct Fixture {
     _serial: std::sync::MutexGuard<'static, ()>,
     brokers: String,
@@ -81,6 +100,7 @@ struct Fixture {
 
 impl Fixture {
     fn new(brokers: String) -> Fixture {
+        keep_panic_messages();
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         static N: AtomicUsize = AtomicUsize::new(0);
         let nanos = SystemTime::now()
@@ -95,7 +115,7 @@ impl Fixture {
         let config = dir.path().join("vigil.toml");
         let mut text = String::from(
             "[kafka]\nrequest-timeout = \"15s\"\n\n[kafka.streaming]\ncommit-interval = \
-             \"50ms\"\nmax-task-idle = \"3s\"\ntransaction-timeout = \"20s\"\n\n\
+             \"50ms\"\ntransaction-timeout = \"20s\"\n\n\
              [kafka.librdkafka]\n\"session.timeout.ms\" = \"6000\"\n\
              \"heartbeat.interval.ms\" = \"1000\"\n",
         );
@@ -126,6 +146,15 @@ impl Fixture {
             String::from_utf8_lossy(&out.stderr)
         );
         f
+    }
+
+    /// Adds a librdkafka setting to the instances' configuration.
+    fn set_librdkafka(&self, key: &str, value: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("read config");
+        let table = "[kafka.librdkafka]\n";
+        assert!(text.contains(table), "{text}");
+        let text = text.replacen(table, &format!("{table}\"{key}\" = \"{value}\"\n"), 1);
+        std::fs::write(&self.config, text).expect("write config");
     }
 
     fn topic(&self, name: &str) -> String {
@@ -194,24 +223,39 @@ impl Fixture {
     }
 
     fn producer(&self) -> BaseProducer {
-        ClientConfig::new()
+        self.producer_config().create().expect("producer")
+    }
+
+    fn producer_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &self.brokers)
             .set("linger.ms", "5")
-            .set("message.max.bytes", "2000000")
-            .create()
-            .expect("producer")
+            .set("message.max.bytes", "2000000");
+        config
     }
 
     /// Produces events, keyed by user and partitioned by [`partition_of`], stamped with
     /// their event time, each on its type's topic.
     fn produce(&self, events: &[Event]) {
-        let producer = self.producer();
+        self.produce_with(&self.producer(), events);
+    }
+
+    /// [`Fixture::produce`] in record batches of at most 16 KiB, which the brokers then serve
+    /// in as many fetches.
+    fn produce_in_small_batches(&self, events: &[Event]) {
+        let mut config = self.producer_config();
+        config.set("batch.size", "16384");
+        self.produce_with(&config.create().expect("producer"), events);
+    }
+
+    fn produce_with(&self, producer: &BaseProducer, events: &[Event]) {
         let topics = [self.topic("health-events"), self.topic("biometric-updates")];
         for event in events {
             let body = serde_json::to_vec(&event.to_json()).unwrap();
             let topic = &topics[topic_index(event.event_type())];
             send(
-                &producer,
+                producer,
                 BaseRecord::to(topic)
                     .partition(partition_of(&event.user_id))
                     .key(event.user_id.as_bytes())
@@ -219,7 +263,7 @@ impl Fixture {
                     .timestamp(event.time.millis()),
             );
         }
-        producer.flush(Duration::from_secs(30)).expect("flush");
+        flush(producer);
     }
 
     /// Every record of `topic`, as a read_committed consumer sees it.
@@ -343,6 +387,10 @@ impl Drop for Fixture {
                     }
                 }
             }
+            if let Some(message) = PANIC_MESSAGE.with(|m| m.borrow_mut().take()) {
+                let short: String = message.chars().take(4000).collect();
+                eprintln!("--- the failure, again after the logs:\n{short}");
+            }
         }
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
@@ -359,6 +407,20 @@ impl Drop for Fixture {
                 &AdminOptions::new().request_timeout(Some(Duration::from_secs(15))),
             ));
         }
+    }
+}
+
+/// Waits until every record sent is acknowledged. rdkafka's `flush` charges each delivery
+/// report it serves 100 ms of its timeout, so many small batches exhaust it in seconds.
+fn flush(producer: &BaseProducer) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while producer.in_flight_count() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} records still unacknowledged",
+            producer.in_flight_count()
+        );
+        producer.poll(Duration::from_millis(100));
     }
 }
 
@@ -675,7 +737,7 @@ fn poison_input_is_dead_lettered_and_processing_goes_on() {
                 .timestamp(0),
         );
     }
-    producer.flush(Duration::from_secs(30)).expect("flush");
+    flush(&producer);
     f.produce(&events);
     let child = f.start("p", "3s", &["--max-line-bytes", "65536"]);
     f.wait(child, "p", Duration::from_secs(180));
@@ -783,9 +845,13 @@ fn a_broker_that_stops_answering_mid_run_loses_and_doubles_nothing() {
     };
     let pid = pid.trim().to_string();
     let f = Fixture::new(brokers);
+    // Small fetches, so that the broker stops while most of the input is still on it, one
+    // input topic fetched further than the other: the task must wait for the records already
+    // on the broker, however long it is away, or the other topic's events make them late.
+    f.set_librdkafka("max.partition.fetch.bytes", "16384");
     let events = events(12, 8);
     let want = expected(&events);
-    f.produce(&events);
+    f.produce_in_small_batches(&events);
     let child = f.start("paused", "8s", &[]);
     // Paused as soon as the processing has started, so that the outage falls mid-run.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -818,6 +884,10 @@ fn a_broker_that_stops_answering_mid_run_loses_and_doubles_nothing() {
     assert!(
         log.contains("starting again"),
         "the outage went unnoticed:\n{log}"
+    );
+    assert!(
+        f.read("late-events").is_empty(),
+        "the outage made events late"
     );
     assert_same(&f.outputs(), &want);
 }

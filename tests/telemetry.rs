@@ -136,7 +136,7 @@ impl Kafka {
         let config = dir.path().join("vigil.toml");
         let mut text = String::from(
             "[kafka]\nrequest-timeout = \"15s\"\n\n[kafka.streaming]\ncommit-interval = \
-             \"50ms\"\nmax-task-idle = \"1s\"\n\n[kafka.librdkafka]\n\
+             \"50ms\"\n\n[kafka.librdkafka]\n\
              \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
         );
         for (topic, _) in TOPICS {

@@ -371,10 +371,8 @@ struct Task {
     incoming: Vec<(usize, Record)>,
     /// By position in [`OutTopics::inputs`].
     inputs: Vec<InputPartition>,
-    /// Since when a partition with nothing buffered has held the task back.
-    waiting_since: Option<Instant>,
-    /// The input partitions' high watermarks, asked by the loop before each pass.
-    highs: Vec<Option<i64>>,
+    /// What the event-time merge of `inputs` knows of their ends, and how long it has waited.
+    merge: Merge,
     /// What processing produced since the loop last gathered it into the batch.
     out: TaskOutput,
     /// Scratch for the engine's outputs of one event.
@@ -958,9 +956,8 @@ impl<'a> Session<'a> {
             partition,
             engine,
             incoming: Vec::new(),
-            highs: vec![None; inputs.len()],
+            merge: Merge::new(inputs.len()),
             inputs,
-            waiting_since: None,
             out: TaskOutput {
                 records: Vec::new(),
                 counts: StreamSummary::default(),
@@ -985,16 +982,46 @@ impl<'a> Session<'a> {
         records >= PARALLEL_FROM && matches!(self.workers, Workers::Pool(_))
     }
 
-    /// Asks the input watermarks of each task with records buffered, right before processing
-    /// (once per processing: the call takes librdkafka's locks, which its fetcher needs too,
-    /// and the answer only changes as fetches arrive).
-    fn set_highs(&mut self) {
+    /// Asks, for each task with records buffered, where its input partitions end (their high
+    /// watermarks) and how far the consumer has read them, right before processing (once per
+    /// processing: the calls take librdkafka's locks, which its fetcher needs too, and the
+    /// answers only change as fetches arrive).
+    fn set_reach(&mut self) {
+        if !self.tasks.values().any(|t| t.buffered() > 0) {
+            return;
+        }
+        // The consumer's position passes transaction markers and aborted records, which are
+        // never delivered: without it, a partition whose log ends with a marker would never
+        // look read to its end. It counts only while no record is staged: a staged record is
+        // read but not yet in its task, whose partition must not look read past it.
+        let positions = if self.staging.records == 0 {
+            self.consumer.position().ok()
+        } else {
+            None
+        };
         for task in self.tasks.values_mut() {
             if task.buffered() == 0 {
                 continue;
             }
-            for (high, name) in task.highs.iter_mut().zip(&self.inputs_c) {
-                *high = high_watermark(&self.consumer, name, task.partition);
+            for (input, name) in self.inputs_c.iter().enumerate() {
+                let topic = &self.topics.inputs[input];
+                let (high, position) = match positions
+                    .as_ref()
+                    .map(|p| p.find_partition(topic, task.partition))
+                {
+                    // Not assigned here (the topics' partition counts changed under a
+                    // running group): nothing will come to wait for.
+                    Some(None) => (Some(0), Some(0)),
+                    Some(Some(e)) => (
+                        high_watermark(&self.consumer, name, task.partition),
+                        match e.offset() {
+                            Offset::Offset(at) => Some(at),
+                            _ => None,
+                        },
+                    ),
+                    None => (high_watermark(&self.consumer, name, task.partition), None),
+                };
+                task.merge.set_reach(input, high, position);
             }
         }
     }
@@ -1032,7 +1059,7 @@ impl<'a> Session<'a> {
     /// [`Session::process_buffered`]; with `poll`, this thread polls the records after them
     /// into `staged` meanwhile, and returns how many it polled.
     fn process_tasks(&mut self, drain: bool, poll: bool) -> Result<usize, SessionError> {
-        self.set_highs();
+        self.set_reach();
         let context = TaskContext {
             decoder: &self.decoder,
             topics: &self.topics,
@@ -1226,7 +1253,8 @@ impl Task {
             slot.received_to = Some(record.offset + 1);
             slot.buffered.push_back(record);
         }
-        while let Some(input) = next_input(self, context.max_task_idle_ms) {
+        let max_idle = Duration::from_millis(u64::try_from(context.max_task_idle_ms).unwrap_or(0));
+        while let Some(input) = self.merge.next(&self.inputs, max_idle) {
             let Some(record) = self.inputs[input].buffered.pop_front() else {
                 break;
             };
@@ -1242,6 +1270,20 @@ impl Task {
             } else {
                 self.process_record(context, input, record)?;
             }
+        }
+        if let Some(wait) = self.merge.long_wait(&self.inputs) {
+            let behind = &context.topics.inputs[wait.input];
+            tracing::warn!(
+                task = self.partition,
+                waited_s = wait.waited.as_secs(),
+                position = ?wait.read_to,
+                end = ?wait.high,
+                "task {} waits for {behind} [{}], whose records up to its end are not \
+                 delivered yet (a slow or unreachable broker?): its other input waits with it, \
+                 so that the merge stays in event time",
+                self.partition,
+                self.partition,
+            );
         }
         if drain {
             self.drain_changelog();
@@ -1461,45 +1503,117 @@ fn poll_into(
     Ok(polled)
 }
 
-/// The input whose head record the task processes next, by (event time, input order); `None`
-/// when the task must wait for a partition that may still deliver an earlier record.
-fn next_input(task: &mut Task, max_idle_ms: i64) -> Option<usize> {
-    let mut best: Option<(i64, usize)> = None;
-    let mut blocked = false;
-    // Until librdkafka has heard of a partition's end, it may hold anything: wait longer.
-    let mut unknown = false;
-    for (i, input) in task.inputs.iter().enumerate() {
-        match input.buffered.front() {
-            Some(head) => {
-                if best.is_none_or(|(t, _)| head.merge_time < t) {
-                    best = Some((head.merge_time, i));
+/// A task's event-time merge of its input partitions: which one's head record goes next, and
+/// when to wait for a partition with nothing buffered that may still deliver an earlier one.
+///
+/// As in Kafka Streams since KIP-695: a partition whose records up to its end (its high
+/// watermark, or last stable offset) have not all arrived, or whose end librdkafka does not
+/// know yet, holds the task back until they have, however long a slow or stalled broker takes,
+/// so that input already written is merged in event time whatever the timing of its fetches
+/// (bounding that wait made a broker outage turn events late). A partition read to its end
+/// holds the task back for at most `max-task-idle`, for records its producers may still be
+/// sending (0 by default: live traffic goes on at once).
+struct Merge {
+    /// The input partitions' high watermarks, asked by the loop before each pass.
+    highs: Vec<Option<i64>>,
+    /// The consumer's positions in them, asked with the watermarks.
+    positions: Vec<Option<i64>>,
+    /// Since when a partition with nothing buffered has held the task back.
+    waiting_since: Option<Instant>,
+    /// The current wait has been reported as long.
+    reported: bool,
+}
+
+/// A wait for a partition's records that has lasted [`LONG_WAIT`].
+#[derive(Debug, PartialEq)]
+struct LongWait {
+    input: usize,
+    waited: Duration,
+    read_to: Option<i64>,
+    high: Option<i64>,
+}
+
+/// A task's wait for a partition behind its end is reported (once) when it lasts this long.
+const LONG_WAIT: Duration = Duration::from_secs(30);
+
+impl Merge {
+    fn new(inputs: usize) -> Self {
+        Merge {
+            highs: vec![None; inputs],
+            positions: vec![None; inputs],
+            waiting_since: None,
+            reported: false,
+        }
+    }
+
+    fn set_reach(&mut self, input: usize, high: Option<i64>, position: Option<i64>) {
+        if let (Some(h), Some(p)) = (self.highs.get_mut(input), self.positions.get_mut(input)) {
+            *h = high;
+            *p = position;
+        }
+    }
+
+    /// Where `input` is read to: past its last record received, or past what the consumer
+    /// skipped after it (transaction markers, aborted records).
+    fn read_to(&self, input: usize, partition: &InputPartition) -> Option<i64> {
+        partition
+            .received_to
+            .max(self.positions.get(input).copied().flatten())
+    }
+
+    /// The input whose head record goes next, by (event time, input order); `None` while the
+    /// task waits for a partition that may still deliver an earlier record.
+    fn next(&mut self, inputs: &[InputPartition], max_idle: Duration) -> Option<usize> {
+        let mut best: Option<(i64, usize)> = None;
+        let mut behind = false;
+        let mut read_to_end = false;
+        for (i, input) in inputs.iter().enumerate() {
+            match input.buffered.front() {
+                Some(head) => {
+                    if best.is_none_or(|(t, _)| head.merge_time < t) {
+                        best = Some((head.merge_time, i));
+                    }
+                }
+                None => {
+                    match at_end(self.read_to(i, input), self.highs.get(i).copied().flatten()) {
+                        Some(true) => read_to_end = true,
+                        Some(false) | None => behind = true,
+                    }
                 }
             }
-            None => match at_end(input.received_to, task.highs.get(i).copied().flatten()) {
-                Some(done) => blocked |= !done,
-                None => {
-                    unknown = true;
-                    blocked = true;
-                }
-            },
         }
-    }
-    let (_, input) = best?;
-    if blocked {
-        let since = *task.waiting_since.get_or_insert_with(Instant::now);
-        let limit = Duration::from_millis(u64::try_from(max_idle_ms).unwrap_or(0));
-        let limit = if unknown {
-            limit.max(Duration::from_secs(10))
-        } else {
-            limit
-        };
-        if since.elapsed() < limit {
+        let (_, input) = best?;
+        if behind {
+            self.waiting_since.get_or_insert_with(Instant::now);
             return None;
         }
-    } else {
-        task.waiting_since = None;
+        if read_to_end && !max_idle.is_zero() {
+            let since = *self.waiting_since.get_or_insert_with(Instant::now);
+            return (since.elapsed() >= max_idle).then_some(input);
+        }
+        self.waiting_since = None;
+        self.reported = false;
+        Some(input)
     }
-    Some(input)
+
+    /// The partition the task has waited for since [`LONG_WAIT`] or longer, once per wait.
+    fn long_wait(&mut self, inputs: &[InputPartition]) -> Option<LongWait> {
+        let waited = self.waiting_since?.elapsed();
+        if self.reported || waited < LONG_WAIT {
+            return None;
+        }
+        let (input, partition) = inputs.iter().enumerate().find(|(i, p)| {
+            p.buffered.is_empty()
+                && at_end(self.read_to(*i, p), self.highs.get(*i).copied().flatten()) != Some(true)
+        })?;
+        self.reported = true;
+        Some(LongWait {
+            input,
+            waited,
+            read_to: self.read_to(input, partition),
+            high: self.highs.get(input).copied().flatten(),
+        })
+    }
 }
 
 /// Whether an input partition has nothing more to deliver: everything up to its high
@@ -1662,6 +1776,138 @@ mod tests {
             assert_eq!(record.payload(), payload.as_deref(), "record {i}");
             assert_eq!(record.into_parts(), (key, payload), "record {i}");
         }
+    }
+
+    /// An input partition with records at these event times buffered, received up to
+    /// `received_to`.
+    fn partition_with(times: &[i64], received_to: Option<i64>) -> InputPartition {
+        let mut arena = BytesMut::new();
+        let mut partition = InputPartition {
+            received_to,
+            ..InputPartition::default()
+        };
+        for (offset, &time) in times.iter().enumerate() {
+            let mut record = Record::new(offset as i64, None, Some(b"{}"), &mut arena);
+            record.merge_time = time;
+            partition.buffered.push_back(record);
+        }
+        partition
+    }
+
+    /// Backdates the merge's current wait by `by`.
+    fn waited(merge: &mut Merge, by: Duration) {
+        let since = merge.waiting_since.expect("the merge is waiting");
+        merge.waiting_since = Some(since.checked_sub(by).expect("an instant that far back"));
+    }
+
+    #[test]
+    fn the_merge_takes_the_earliest_head_when_both_partitions_have_records() {
+        let inputs = [
+            partition_with(&[30, 40], Some(2)),
+            partition_with(&[20], Some(1)),
+        ];
+        let mut merge = Merge::new(2);
+        assert_eq!(merge.next(&inputs, Duration::ZERO), Some(1));
+        let inputs = [
+            partition_with(&[10], Some(1)),
+            partition_with(&[10], Some(1)),
+        ];
+        assert_eq!(
+            merge.next(&inputs, Duration::ZERO),
+            Some(0),
+            "ties go to input order"
+        );
+        assert_eq!(
+            merge.next(
+                &[partition_with(&[], None), partition_with(&[], None)],
+                Duration::ZERO
+            ),
+            None
+        );
+    }
+
+    /// Records already on the broker are waited for however long their fetch takes: a bounded
+    /// wait let a broker outage make the other input's events late.
+    #[test]
+    fn a_partition_behind_its_end_holds_the_task_until_its_records_arrive() {
+        let mut merge = Merge::new(2);
+        merge.set_reach(1, Some(50), Some(10));
+        let mut inputs = [
+            partition_with(&[100], Some(1)),
+            partition_with(&[], Some(10)),
+        ];
+        assert_eq!(merge.next(&inputs, Duration::from_millis(100)), None);
+        assert_eq!(merge.long_wait(&inputs), None, "not long yet");
+        waited(&mut merge, LONG_WAIT);
+        assert_eq!(merge.next(&inputs, Duration::from_millis(100)), None);
+        let wait = merge.long_wait(&inputs).expect("a long wait is reported");
+        assert_eq!(
+            (wait.input, wait.read_to, wait.high),
+            (1, Some(10), Some(50))
+        );
+        assert!(wait.waited >= LONG_WAIT);
+        assert_eq!(merge.long_wait(&inputs), None, "reported once per wait");
+        // An earlier record arrives: it goes first, then the wait is over.
+        inputs[1] = partition_with(&[90], Some(50));
+        assert_eq!(merge.next(&inputs, Duration::from_millis(100)), Some(1));
+        inputs[1].buffered.clear();
+        assert_eq!(merge.next(&inputs, Duration::ZERO), Some(0));
+        assert_eq!(merge.waiting_since, None);
+        assert!(!merge.reported);
+    }
+
+    #[test]
+    fn a_partition_whose_end_is_unknown_holds_the_task() {
+        let mut merge = Merge::new(2);
+        let inputs = [partition_with(&[100], Some(1)), partition_with(&[], None)];
+        assert_eq!(merge.next(&inputs, Duration::ZERO), None);
+        waited(&mut merge, LONG_WAIT);
+        assert_eq!(merge.next(&inputs, Duration::ZERO), None);
+        merge.set_reach(1, Some(0), None);
+        assert_eq!(
+            merge.next(&inputs, Duration::ZERO),
+            Some(0),
+            "an empty partition"
+        );
+    }
+
+    /// A log that ends with a transaction marker (or aborted records) is read to its end
+    /// when the consumer's position has passed them, though no record reached that far.
+    #[test]
+    fn the_consumers_position_past_a_marker_reads_a_partition_to_its_end() {
+        let mut merge = Merge::new(2);
+        let inputs = [
+            partition_with(&[100], Some(1)),
+            partition_with(&[], Some(7)),
+        ];
+        merge.set_reach(1, Some(8), None);
+        assert_eq!(merge.next(&inputs, Duration::ZERO), None);
+        merge.set_reach(1, Some(8), Some(8));
+        assert_eq!(merge.next(&inputs, Duration::ZERO), Some(0));
+    }
+
+    /// `max-task-idle`: how long a partition read to its end holds the task for records its
+    /// producers may still send; 0 (the default) goes on at once.
+    #[test]
+    fn a_partition_read_to_its_end_holds_the_task_for_max_task_idle() {
+        let mut merge = Merge::new(2);
+        merge.set_reach(1, Some(5), None);
+        let inputs = [
+            partition_with(&[100], Some(1)),
+            partition_with(&[], Some(5)),
+        ];
+        assert_eq!(merge.next(&inputs, Duration::ZERO), Some(0));
+        let idle = Duration::from_secs(60);
+        assert_eq!(merge.next(&inputs, idle), None);
+        assert_eq!(
+            merge.long_wait(&inputs),
+            None,
+            "waiting for producers is not reported"
+        );
+        waited(&mut merge, idle);
+        assert_eq!(merge.next(&inputs, idle), Some(0));
+        waited(&mut merge, LONG_WAIT);
+        assert_eq!(merge.long_wait(&inputs), None);
     }
 
     #[test]
