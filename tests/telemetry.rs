@@ -141,7 +141,7 @@ impl Kafka {
         );
         for (topic, _) in TOPICS {
             text.push_str(&format!(
-                "\n[kafka.topics.{topic}]\npartitions = {PARTITIONS}\n"
+                "\n[kafka.topics.{topic}]\npartitions = {PARTITIONS}\nretention = \"forever\"\n"
             ));
         }
         std::fs::write(&config, text).expect("write config");

@@ -504,6 +504,8 @@ struct Session<'a> {
     batch: Batch,
     timeout: Duration,
     last_input: Instant,
+    /// When [`Session::all_processed`] last asked the brokers for committed offsets.
+    committed_asked: Option<Instant>,
     /// What the shared state gets at the next hand-off.
     shared_status: StatusBuffer,
     /// The input counters, resolved once; the batch's tally is added to them on commit.
@@ -639,6 +641,7 @@ impl<'a> Session<'a> {
             batch: Batch::default(),
             timeout,
             last_input: Instant::now(),
+            committed_asked: None,
             shared_status: StatusBuffer::new(&options.rules),
             counters,
             measure_next: 0,
@@ -756,6 +759,9 @@ impl<'a> Session<'a> {
         }
         self.batch = Batch::default();
         self.tasks.clear();
+        // The new assignment resumes from the committed offsets: it has had no time yet to
+        // deliver what lies after them, so the idle clock starts again.
+        self.last_input = Instant::now();
         self.update_gauges();
         tracing::info!(
             "partitions assigned anew (a rebalance); each task is restored from the changelog"
@@ -1177,29 +1183,73 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// True when nothing is buffered and every assigned partition is at its end.
-    fn all_processed(&self) -> bool {
+    /// True when nothing is buffered and every assigned partition is at its end: read to its
+    /// high watermark, or, for a partition this session has received nothing from, committed
+    /// up to it (asked of the brokers at most once a second). Not while the group session is
+    /// lost (a broker away revokes the assignment: the input has not ended), and not on a
+    /// partition whose end is unknown.
+    fn all_processed(&mut self) -> bool {
         if self.staging.records > 0 || self.tasks.values().any(|t| t.buffered() > 0) {
             return false;
         }
-        let Ok(assignment) = self.consumer.assignment() else {
+        if self.consumer.assignment_lost() {
+            return false;
+        }
+        // Positions pass transaction markers, which no record reaches (see `set_reach`).
+        let Ok(assignment) = self.consumer.position() else {
             return false;
         };
-        assignment.elements().iter().all(|e| {
+        let mut untouched = TopicPartitionList::new();
+        for e in assignment.elements() {
             let Some(input) = self.topics.inputs.iter().position(|n| n == e.topic()) else {
-                return true;
+                continue;
+            };
+            let Some((low, high)) =
+                watermarks(&self.consumer, &self.inputs_c[input], e.partition())
+            else {
+                return false;
+            };
+            let position = match e.offset() {
+                Offset::Offset(at) => Some(at),
+                _ => None,
             };
             let received = self
                 .tasks
                 .get(&e.partition())
-                .and_then(|t| t.inputs[input].received_to);
-            let high = high_watermark(&self.consumer, &self.inputs_c[input], e.partition());
-            // A partition this session received nothing from is taken as done once input
-            // has stopped for a second (its committed offset is its end).
-            at_end(received, high).unwrap_or(false)
-                || (received.is_none()
-                    && high.is_some()
-                    && self.last_input.elapsed() > Duration::from_secs(1))
+                .and_then(|t| t.inputs[input].received_to)
+                .max(position);
+            match received {
+                Some(at) if at >= high => {}
+                Some(_) => return false,
+                // Nothing in it at all (or nothing left after retention): nothing to wait for.
+                None if low >= high => {}
+                None => {
+                    if untouched
+                        .add_partition_offset(e.topic(), e.partition(), Offset::Offset(high))
+                        .is_err()
+                    {
+                        return false;
+                    }
+                }
+            }
+        }
+        if untouched.count() == 0 {
+            return true;
+        }
+        if self
+            .committed_asked
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            return false;
+        }
+        self.committed_asked = Some(Instant::now());
+        let limit = self.timeout.min(Duration::from_secs(2));
+        let Ok(committed) = self.consumer.committed_offsets(untouched.clone(), limit) else {
+            return false;
+        };
+        committed.elements().iter().all(|e| {
+            let end = super::offset_in(&untouched, e.topic(), e.partition());
+            matches!((e.offset(), end), (Offset::Offset(at), Some(end)) if at >= end)
         })
     }
 }
@@ -1640,6 +1690,15 @@ fn high_watermark<C: ConsumerContext>(
     topic: &CStr,
     partition: i32,
 ) -> Option<i64> {
+    watermarks(consumer, topic, partition).map(|(_, high)| high)
+}
+
+/// The low and high watermarks librdkafka last saw for a partition (see [`high_watermark`]).
+fn watermarks<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &CStr,
+    partition: i32,
+) -> Option<(i64, i64)> {
     let (mut low, mut high) = (-1i64, -1i64);
     // SAFETY: the client pointer is valid while `consumer` lives; the topic is a valid C
     // string; librdkafka writes only the two offsets.
@@ -1653,7 +1712,7 @@ fn high_watermark<C: ConsumerContext>(
         )
     };
     (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-        .then_some(high)
+        .then_some((low, high))
 }
 
 fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
