@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::rules::diagnostic::Diagnostic;
-use crate::rules::duration::{format_duration, parse_duration};
+use crate::rules::duration::{format_duration, parse_duration, parse_duration_or_zero};
 
 /// The file read when `--config` is not given, if it exists in the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "vigil.toml";
@@ -874,19 +874,6 @@ fn duration_setting(
     parse_duration(value.get_ref())
         .map_err(|e| problems.push(Diagnostic::new(file, value.span(), format!("{what}: {e}"))))
         .ok()
-}
-
-/// A duration that may also be zero ("0", "0ms", "0s"), which [`parse_duration`] refuses.
-fn parse_duration_or_zero(text: &str) -> Result<i64, String> {
-    let trimmed = text.trim();
-    let digits = trimmed.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    if !digits.is_empty() && digits.bytes().all(|b| b == b'0') {
-        let unit = &trimmed[digits.len()..];
-        if unit.is_empty() || parse_duration(&format!("1{unit}")).is_ok() {
-            return Ok(0);
-        }
-    }
-    parse_duration(text)
 }
 
 /// A Redis URL the `redis` crate will accept: scheme and host, checked without connecting.

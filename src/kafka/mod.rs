@@ -24,7 +24,12 @@ use crate::config::KafkaConfig;
 
 /// The offset `list` holds for `topic`'s `partition`, when it holds a real one.
 fn offset_in(list: &rdkafka::TopicPartitionList, topic: &str, partition: i32) -> Option<i64> {
-    match list.find_partition(topic, partition)?.offset() {
+    real_offset(list.find_partition(topic, partition)?.offset())
+}
+
+/// `offset` when it is a position in the log, not a logical one (beginning, end, invalid…).
+fn real_offset(offset: rdkafka::Offset) -> Option<i64> {
+    match offset {
         rdkafka::Offset::Offset(at) => Some(at),
         _ => None,
     }

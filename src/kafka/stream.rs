@@ -1020,10 +1020,7 @@ impl<'a> Session<'a> {
                     Some(None) => (Some(0), Some(0)),
                     Some(Some(e)) => (
                         high_watermark(&self.consumer, name, task.partition),
-                        match e.offset() {
-                            Offset::Offset(at) => Some(at),
-                            _ => None,
-                        },
+                        super::real_offset(e.offset()),
                     ),
                     None => (high_watermark(&self.consumer, name, task.partition), None),
                 };
@@ -1209,10 +1206,7 @@ impl<'a> Session<'a> {
             else {
                 return false;
             };
-            let position = match e.offset() {
-                Offset::Offset(at) => Some(at),
-                _ => None,
-            };
+            let position = super::real_offset(e.offset());
             let received = self
                 .tasks
                 .get(&e.partition())
@@ -1611,6 +1605,14 @@ impl Merge {
             .max(self.positions.get(input).copied().flatten())
     }
 
+    /// Whether `input` is read to its end; `None` while its end is unknown.
+    fn at_end(&self, input: usize, partition: &InputPartition) -> Option<bool> {
+        at_end(
+            self.read_to(input, partition),
+            self.highs.get(input).copied().flatten(),
+        )
+    }
+
     /// The input whose head record goes next, by (event time, input order); `None` while the
     /// task waits for a partition that may still deliver an earlier record.
     fn next(&mut self, inputs: &[InputPartition], max_idle: Duration) -> Option<usize> {
@@ -1624,12 +1626,10 @@ impl Merge {
                         best = Some((head.merge_time, i));
                     }
                 }
-                None => {
-                    match at_end(self.read_to(i, input), self.highs.get(i).copied().flatten()) {
-                        Some(true) => read_to_end = true,
-                        Some(false) | None => behind = true,
-                    }
-                }
+                None => match self.at_end(i, input) {
+                    Some(true) => read_to_end = true,
+                    Some(false) | None => behind = true,
+                },
             }
         }
         let (_, input) = best?;
@@ -1652,10 +1652,10 @@ impl Merge {
         if self.reported || waited < LONG_WAIT {
             return None;
         }
-        let (input, partition) = inputs.iter().enumerate().find(|(i, p)| {
-            p.buffered.is_empty()
-                && at_end(self.read_to(*i, p), self.highs.get(*i).copied().flatten()) != Some(true)
-        })?;
+        let (input, partition) = inputs
+            .iter()
+            .enumerate()
+            .find(|(i, p)| p.buffered.is_empty() && self.at_end(*i, p) != Some(true))?;
         self.reported = true;
         Some(LongWait {
             input,

@@ -20,6 +20,27 @@ const UNIT_HELP: &str =
 
 /// Parses `"90s"`, `"10m"`, `"1h30m"` into milliseconds.
 pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let total = parse_total(text)?;
+    if total == 0 {
+        return Err(format!(
+            "`{}` is zero; a duration must be positive",
+            text.trim()
+        ));
+    }
+    Ok(total)
+}
+
+/// [`parse_duration`] for settings where not waiting is valid: zero (`"0"`, `"0ms"`) too.
+pub fn parse_duration_or_zero(text: &str) -> Result<i64, String> {
+    let trimmed = text.trim();
+    if !trimmed.is_empty() && trimmed.bytes().all(|b| b == b'0') {
+        return Ok(0);
+    }
+    parse_total(text)
+}
+
+/// The milliseconds `text` adds up to, zero included.
+fn parse_total(text: &str) -> Result<i64, String> {
     let text = text.trim();
     if text.is_empty() {
         return Err(format!("empty duration; {UNIT_HELP}"));
@@ -56,9 +77,6 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
             .and_then(|m| total.checked_add(m))
             .ok_or_else(|| format!("`{text}` is too long"))?;
         rest = &rest[unit_len..];
-    }
-    if total == 0 {
-        return Err(format!("`{text}` is zero; a duration must be positive"));
     }
     Ok(total)
 }
