@@ -99,8 +99,9 @@ fn redis_silences_are_added_listed_expired_and_removed() {
     let prefix = prefix("silences");
     let mut store = RedisStore::new(&url, &prefix, Duration::from_secs(5)).expect("client");
     let now = Utc::now();
-    let long = Silence::new("u1", Some("hrv_drop"), Some("travel"), 3_600_000, now);
-    let short = Silence::new("u2", None, None, 1_000, now);
+    let long = Silence::new("u1", Some("hrv_drop"), Some("travel"), 3_600_000, now)
+        .expect("a valid silence");
+    let short = Silence::new("u2", None, None, 1_000, now).expect("a valid silence");
     store.add_silence(&long, now).unwrap();
     store.add_silence(&short, now).unwrap();
     assert_eq!(store.silences().unwrap(), vec![short.clone(), long.clone()]);
@@ -177,6 +178,7 @@ fn the_embedded_run_honours_silences_kept_in_the_sqlite_history() {
         "{}",
         String::from_utf8_lossy(&add.stderr)
     );
+    // A silence of a milestone rule: milestones are never silenced, so it changes nothing.
     let other = vigil(dir.path())
         .args([
             "silence",
@@ -184,11 +186,13 @@ fn the_embedded_run_honours_silences_kept_in_the_sqlite_history() {
             "--user",
             "sim-0002",
             "--rule",
-            "no_such_rule",
+            "sleep_streak_7",
             "--for",
             "1h",
             "--json",
         ])
+        .arg("--rules")
+        .arg(rules())
         .output()
         .unwrap();
     let other: Silence = serde_json::from_slice(&other.stdout).expect("the silence as JSON");

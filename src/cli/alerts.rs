@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::engine::AlertState;
-use crate::history::{parse_since, HistoryRow, HistoryStore, ListFilter};
+use crate::history::{parse_since, HistoryRow, ListFilter, RowState};
 
 #[derive(Args, Debug)]
 pub struct AlertsArgs {
@@ -42,7 +42,8 @@ struct ListArgs {
     /// date (midnight UTC).
     #[arg(long)]
     since: Option<String>,
-    /// Only alerts in this state (milestones have none).
+    /// Only rows in this state, as the list shows it: alerts firing or resolved, or
+    /// milestones.
     #[arg(long, value_enum)]
     state: Option<StateArg>,
     /// At most this many, newest first; 0 for all.
@@ -63,10 +64,12 @@ struct ShowArgs {
     json: bool,
 }
 
+/// Every value the list's STATE column shows (besides the "(silenced)" mark).
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum StateArg {
     Firing,
     Resolved,
+    Milestone,
 }
 
 pub fn run(args: AlertsArgs) -> anyhow::Result<u8> {
@@ -79,10 +82,10 @@ pub fn run(args: AlertsArgs) -> anyhow::Result<u8> {
         AlertsCommand::Show(_) => None,
     };
     let runtime = super::runtime()?;
+    let store = super::connect_history(&runtime, &url, super::DB_TIMEOUT, super::Open::Existing)?;
     let found = runtime.block_on(async {
-        let store = HistoryStore::connect(&url, super::DB_TIMEOUT).await?;
-        // A fresh database (or one from an older build) is brought up to date rather than
-        // failing with "no such table": reading an empty history is not an error.
+        // A database from an older build (or a PostgreSQL one nothing has written to yet) is
+        // brought up to date rather than failing with "no such table".
         store.migrate().await?;
         let found = match (&args.command, &filter) {
             (AlertsCommand::List(_), Some(filter)) => store.list(filter).await.map(Found::List),
@@ -147,8 +150,9 @@ fn list_filter(args: &ListArgs) -> anyhow::Result<ListFilter> {
         rule: args.rule.clone(),
         since,
         state: args.state.map(|s| match s {
-            StateArg::Firing => AlertState::Firing,
-            StateArg::Resolved => AlertState::Resolved,
+            StateArg::Firing => RowState::Alert(AlertState::Firing),
+            StateArg::Resolved => RowState::Alert(AlertState::Resolved),
+            StateArg::Milestone => RowState::Milestone,
         }),
         limit: Some(args.limit).filter(|&n| n > 0),
     })
@@ -311,7 +315,7 @@ mod tests {
         };
         let f = list_filter(&args).expect("valid");
         assert_eq!(f.user.as_deref(), Some("u1"));
-        assert_eq!(f.state, Some(AlertState::Resolved));
+        assert_eq!(f.state, Some(RowState::Alert(AlertState::Resolved)));
         assert_eq!(f.limit, None, "0 lists all");
         assert_eq!(
             f.since.map(|t| t.to_rfc3339()).as_deref(),
@@ -323,5 +327,33 @@ mod tests {
         };
         let e = list_filter(&bad).expect_err("bad since");
         assert!(e.to_string().starts_with("--since: "), "{e}");
+    }
+
+    #[test]
+    fn every_state_the_list_shows_is_accepted() {
+        let shown = [
+            row("a1", "u1", Some("firing")),
+            row("a2", "u1", Some("resolved")),
+            {
+                let mut milestone = row("m1", "u1", None);
+                milestone.kind = "milestone".into();
+                milestone
+            },
+        ];
+        for row in &shown {
+            let state = state_text(row);
+            let arg = StateArg::from_str(&state, false)
+                .unwrap_or_else(|e| panic!("--state {state} is refused: {e}"));
+            let args = ListArgs {
+                user: None,
+                rule: None,
+                since: None,
+                state: Some(arg),
+                limit: 0,
+                json: false,
+            };
+            let filter = list_filter(&args).expect("valid");
+            assert_eq!(filter.state.map(RowState::name), Some(state.as_str()));
+        }
     }
 }

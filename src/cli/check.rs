@@ -16,15 +16,15 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
     match load_rules(&super::rule_paths(args.paths)) {
         Ok(set) => {
             for rule in &set.rules {
-                println!(
+                outln!(
                     "✓ {} v{} ({}) — {}",
                     rule.id,
                     rule.version,
                     rule.kind.name(),
                     rule.file.display()
-                );
+                )?;
             }
-            println!("{} rules valid", set.rules.len());
+            outln!("{} rules valid", set.rules.len())?;
             Ok(0)
         }
         Err(failure) => {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::args::duration;
 use crate::health::{self, Mode, Options};
-use crate::rules::duration::parse_duration;
 
 #[derive(Args, Debug)]
 pub struct HealthArgs {
@@ -46,13 +46,6 @@ pub struct HealthArgs {
     json: bool,
 }
 
-fn duration(text: &str) -> Result<Duration, String> {
-    let ms = parse_duration(text)?;
-    u64::try_from(ms)
-        .map(Duration::from_millis)
-        .map_err(|_| "must not be negative".to_string())
-}
-
 fn at_least_a_second(text: &str) -> Result<Duration, String> {
     let d = duration(text)?;
     if d < Duration::from_secs(1) {
@@ -81,9 +74,9 @@ pub fn run(args: HealthArgs) -> anyhow::Result<u8> {
     };
     let report = health::run(&options);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", report.render(stdout_color()));
+        out!("{}", report.render(stdout_color()))?;
     }
     Ok(report.exit_code)
 }

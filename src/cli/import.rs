@@ -18,8 +18,9 @@ enum ImportSource {
     Whoop {
         /// The CSV file.
         file: PathBuf,
-        /// The user id to give the events.
-        #[arg(long)]
+        /// The user id to give the events (not blank, no control characters or surrounding
+        /// whitespace).
+        #[arg(long, value_parser = super::args::whoop_user)]
         user: String,
         /// Where to write the events (JSON lines); `-` for stdout.
         #[arg(long, default_value = "-")]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::history::{redact_url, HistoryStore};
+use crate::history::redact_url;
 
 #[derive(Args, Debug)]
 pub struct MigrateArgs {
@@ -26,8 +26,15 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<u8> {
         Err(code) => return Ok(code),
     };
     let shown = redact_url(&url);
-    super::runtime()?.block_on(async {
-        let store = HistoryStore::connect(&url, super::DB_TIMEOUT).await?;
+    // `--check` changes nothing, so it does not create a missing SQLite file either.
+    let open = if args.check {
+        super::Open::Existing
+    } else {
+        super::Open::Create
+    };
+    let runtime = super::runtime()?;
+    let store = super::connect_history(&runtime, &url, super::DB_TIMEOUT, open)?;
+    runtime.block_on(async {
         let backend = store.backend().name();
         if !args.check {
             store.migrate().await?;
@@ -35,10 +42,10 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<u8> {
         let status = store.migrations_current().await?;
         store.close().await;
         if status.is_current() {
-            println!("{backend} {shown}: migrations current");
+            outln!("{backend} {shown}: migrations current")?;
             return Ok(0);
         }
-        println!("{backend} {shown}: migrations not current");
+        outln!("{backend} {shown}: migrations not current")?;
         for (what, versions) in [
             ("pending", &status.pending),
             ("changed since applied", &status.modified),
@@ -49,11 +56,11 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<u8> {
         ] {
             if !versions.is_empty() {
                 let list: Vec<String> = versions.iter().map(i64::to_string).collect();
-                println!("  {what}: {}", list.join(", "));
+                outln!("  {what}: {}", list.join(", "))?;
             }
         }
         if let Some(v) = status.dirty {
-            println!("  {v} started and did not finish: repair it by hand, then run again");
+            outln!("  {v} started and did not finish: repair it by hand, then run again")?;
         }
         Ok(super::EXIT_NOT_CURRENT)
     })

@@ -1,8 +1,10 @@
 //! The `vigil` command: one file per subcommand, dispatched from a closed enum.
 //!
-//! Exit codes: 0 success; 1 an operational error (unreadable input, I/O, an invalid
-//! `vigil.toml`, an unreachable broker or database); 2 bad usage; 3 invalid rules (`check`, and
-//! any command that loads rules); 4 failing rule tests; 5 Kafka topics that differ from the
+//! Exit codes: 0 success (a reader that closed stdout early included); 1 an operational error
+//! (unreadable input, I/O, an invalid `vigil.toml`, an unreachable broker or database, a
+//! missing history database for a command that only reads it); 2 bad usage (an argument out of
+//! range among them, see [`args`]); 3 invalid rules (`check`, and any command that loads
+//! rules); 4 failing rule tests, or none found; 5 Kafka topics that differ from the
 //! configuration (`topics show`), or history migrations not current (`migrate --check`); 6 no
 //! such alert or milestone (`alerts show`), or no such silence (`silence remove`).
 //!
@@ -12,8 +14,29 @@
 //! threshold), 2 failing (an invalid configuration or rule file, no Kafka broker answering, a
 //! topic missing, the probe failing). There, 2 means failing, not bad usage (clap's usage
 //! errors also exit 2).
+//!
+//! Commands write their output with [`outln!`] and [`out!`], never `println!`: a reader that
+//! stops early (`vigil schema | head -1`) closes stdout, `println!` would panic, and these
+//! return the broken pipe as an error that [`main`] turns into a quiet exit 0.
+
+/// `println!` that returns the write's `io::Result` instead of panicking (see the module doc).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `print!` that returns the write's `io::Result` instead of panicking (see the module doc).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
 
 mod alerts;
+mod args;
 mod check;
 mod health;
 mod import;
@@ -31,6 +54,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_INVALID_RULES: u8 = 3;
 pub const EXIT_TESTS_FAILED: u8 = 4;
 pub const EXIT_TOPICS_DIFFER: u8 = 5;
@@ -90,7 +114,7 @@ pub fn main() -> ExitCode {
         Some(Ok(format)) => format,
         Some(Err(e)) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(EXIT_USAGE);
         }
         None => Default::default(),
     };
@@ -180,3 +204,38 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// How long a command waits for the history database before reporting it unreachable.
 const DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether a command may create the history database it opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Open {
+    /// Writing commands (`run`, `migrate`, `silence add`): a missing SQLite file is created.
+    Create,
+    /// Reading commands: a missing SQLite file is an error naming it.
+    Existing,
+}
+
+/// Connects to the history database at `url` for a command, waiting at most `timeout`. A
+/// PostgreSQL server that refuses, or a host that does not resolve, fails at once with that
+/// reason, through `vigil health`'s check, rather than after the whole timeout as sqlx's "pool
+/// timed out".
+fn connect_history(
+    runtime: &tokio::runtime::Runtime,
+    url: &str,
+    timeout: std::time::Duration,
+    open: Open,
+) -> anyhow::Result<crate::history::HistoryStore> {
+    use crate::history::HistoryStore;
+    if let Err(why) = crate::health::history::reachable(url, timeout) {
+        anyhow::bail!(
+            "history database {}: unreachable: {why}",
+            crate::history::redact_url(url)
+        );
+    }
+    let store = runtime.block_on(async {
+        match open {
+            Open::Create => HistoryStore::connect(url, timeout).await,
+            Open::Existing => HistoryStore::connect_existing(url, timeout).await,
+        }
+    })?;
+    Ok(store)
+}

@@ -14,11 +14,11 @@ use crate::config::Config;
 use crate::engine::OutputEvent;
 use crate::engine::{Engine, EngineConfig};
 use crate::event::{Decoder, DEFAULT_MAX_LINE_BYTES};
-use crate::history::{redact_url, HistoryRow, HistoryStore, HistoryWriter, WriterOptions};
+use crate::history::{redact_url, HistoryRow, HistoryWriter, WriterOptions};
+use crate::io::lazy_file::LazyFile;
 use crate::io::pipeline::{self, RunHooks, Sinks};
 use crate::kafka::history_sink::HistorySink;
 use crate::kafka::stream::{self, StreamOptions, StreamStatus};
-use crate::rules::duration::parse_duration;
 use crate::rules::{load_rules, RuleSet};
 use crate::shared::buffer::{silence_for, StatusBuffer};
 use crate::shared::{SharedOptions, SharedState};
@@ -36,19 +36,19 @@ pub struct RunArgs {
     /// Where alerts and milestones go, as JSON lines; `-` for stdout.
     #[arg(long, default_value = "-")]
     output: String,
-    /// Where rejected input lines go, with their reason.
+    /// Where rejected input lines go, with their reason (created when there is one).
     #[arg(long, default_value = "dead-letter.jsonl")]
     dead_letter: PathBuf,
-    /// Where events too late for their user's event time go.
+    /// Where events too late for their user's event time go (created when there is one).
     #[arg(long, default_value = "late-events.jsonl")]
     late: PathBuf,
     /// How far behind its user's event time an event may be and still count, e.g. "1h".
-    #[arg(long, default_value = "1h")]
-    allowed_lateness: String,
+    #[arg(long, default_value = "1h", value_parser = super::args::duration_ms)]
+    allowed_lateness: i64,
     /// Drop a user's state once the stream's clock is this far past the user's latest event,
     /// e.g. "90d" (default: keep it; a firing alert or pending timer always keeps it).
-    #[arg(long)]
-    state_ttl: Option<String>,
+    #[arg(long, value_parser = super::args::duration_ms)]
+    state_ttl: Option<i64>,
     /// Longest accepted input line (or Kafka message), in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES)]
     max_line_bytes: usize,
@@ -72,8 +72,8 @@ pub struct RunArgs {
     instance_id: Option<String>,
     /// With --kafka: stop (after committing) once every assigned partition is processed and
     /// nothing has arrived for this long, e.g. "5s". For backtests and tests.
-    #[arg(long, requires = "kafka")]
-    exit_when_idle: Option<String>,
+    #[arg(long, requires = "kafka", value_parser = super::args::duration)]
+    exit_when_idle: Option<Duration>,
     /// Serve /metrics, /healthz and /readyz on this address, e.g. "127.0.0.1:9464" (overrides
     /// http.listen of vigil.toml and VIGIL_HTTP_LISTEN).
     #[arg(long, value_name = "ADDR")]
@@ -93,18 +93,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(super::EXIT_INVALID_RULES);
         }
     };
-    let lateness = parse_duration(&args.allowed_lateness)
-        .map_err(|e| anyhow::anyhow!("--allowed-lateness: {e}"))?;
     let mut engine = Engine::new(
         rules,
         EngineConfig {
-            allowed_lateness_ms: lateness,
-            state_ttl_ms: args
-                .state_ttl
-                .as_deref()
-                .map(parse_duration)
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("--state-ttl: {e}"))?,
+            allowed_lateness_ms: args.allowed_lateness,
+            state_ttl_ms: args.state_ttl,
         },
     );
     if args.kafka {
@@ -139,8 +132,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     };
     let counters = telemetry::metrics().input_counters(&[source]);
     let decoder = Decoder::with_max_line_bytes(args.max_line_bytes);
-    let mut dead = create(&args.dead_letter)?;
-    let mut late = create(&args.late)?;
+    let mut dead = LazyFile::new(&args.dead_letter)?;
+    let mut late = LazyFile::new(&args.late)?;
     let stdout = io::stdout();
     let mut outputs: Box<dyn Write> = if args.output == "-" {
         Box::new(BufWriter::new(stdout.lock()))
@@ -186,7 +179,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         )
     }
     .context("while running")?;
-    eprintln!("{summary}");
+    eprintln!("{summary}{}", written_to(&summary, &dead, &late));
     hooks.hand_over();
     let unstored = hooks.unstored;
     warn_unwritten(&shared.close(SHARED_DRAIN));
@@ -207,6 +200,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     }
     eprintln!("history: {} new in {url}", report.written);
     Ok(0)
+}
+
+/// The end of the summary line naming the files this run wrote rejected and late events to,
+/// with their counts, as more `name: count` pairs of the line (nothing when it wrote none,
+/// and then created none).
+fn written_to(summary: &pipeline::Summary, dead: &LazyFile, late: &LazyFile) -> String {
+    [
+        (summary.dead_lettered, "dead letters", dead),
+        (summary.late, "late events", late),
+    ]
+    .into_iter()
+    .filter(|(count, _, _)| *count > 0)
+    .map(|(count, what, file)| format!(", {what} in {}: {count}", file.path().display()))
+    .collect()
 }
 
 /// Where the HTTP listener goes: `--http`, else `http.listen` of the configuration (file, then
@@ -331,12 +338,14 @@ const HISTORY_DRAIN: Duration = Duration::from_secs(30);
 /// writer. Returns the writer and the URL as it may be shown.
 fn start_history(url: &str) -> anyhow::Result<(HistoryWriter, String)> {
     let shown = redact_url(url);
-    super::runtime()?
-        .block_on(async {
-            let store = HistoryStore::connect(url, super::DB_TIMEOUT).await?;
-            store.migrate().await?;
-            store.close().await;
-            Ok::<_, crate::history::HistoryError>(())
+    let runtime = super::runtime()?;
+    super::connect_history(&runtime, url, super::DB_TIMEOUT, super::Open::Create)
+        .and_then(|store| {
+            runtime.block_on(async {
+                let migrated = store.migrate().await;
+                store.close().await;
+                Ok(migrated?)
+            })
         })
         .with_context(|| format!("history {shown} (--no-history runs without it)"))?;
     let writer = HistoryWriter::start(url, WriterOptions::default())?;
@@ -354,13 +363,6 @@ fn run_kafka(args: RunArgs, rules: Arc<RuleSet>, engine: EngineConfig) -> anyhow
     if let Some(id) = args.instance_id.clone() {
         config.kafka.streaming.instance_id = Some(id);
     }
-    let exit_when_idle = args
-        .exit_when_idle
-        .as_deref()
-        .map(parse_duration)
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("--exit-when-idle: {e}"))?
-        .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
@@ -372,7 +374,7 @@ fn run_kafka(args: RunArgs, rules: Arc<RuleSet>, engine: EngineConfig) -> anyhow
         rules,
         engine,
         max_message_bytes: args.max_line_bytes,
-        exit_when_idle,
+        exit_when_idle: args.exit_when_idle,
         stop,
         shared: None,
         status,

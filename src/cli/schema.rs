@@ -18,7 +18,7 @@ pub fn run(args: SchemaArgs) -> anyhow::Result<u8> {
     if args.check {
         let drifted = crate::schema::drifted(&args.out);
         if drifted.is_empty() {
-            println!("schemas in {} are up to date", args.out.display());
+            outln!("schemas in {} are up to date", args.out.display())?;
             return Ok(0);
         }
         for name in drifted {
@@ -31,7 +31,7 @@ pub fn run(args: SchemaArgs) -> anyhow::Result<u8> {
         return Ok(super::EXIT_ERROR);
     }
     for name in crate::schema::write_all(&args.out)? {
-        println!("wrote {}", args.out.join(name).display());
+        outln!("wrote {}", args.out.join(name).display())?;
     }
     Ok(0)
 }

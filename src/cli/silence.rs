@@ -11,8 +11,10 @@ use anyhow::Context;
 use chrono::Utc;
 use clap::{Args, Subcommand};
 
+use super::Open;
 use crate::history::{redact_url, HistoryStore};
-use crate::rules::duration::parse_duration;
+use crate::rules::expr::closest;
+use crate::rules::load_rules;
 use crate::shared::db_silences;
 use crate::shared::redis_store::RedisStore;
 use crate::shared::silence::{show_time, Silence};
@@ -47,14 +49,17 @@ enum SilenceCommand {
 #[derive(Args, Debug)]
 struct AddArgs {
     /// The user whose alerts are silenced.
-    #[arg(long)]
+    #[arg(long, value_parser = super::args::user)]
     user: String,
-    /// Only this rule's alerts (default: every rule's).
+    /// Only this rule's alerts (default: every rule's); one of the rules in --rules.
     #[arg(long)]
     rule: Option<String>,
-    /// How long, from now: "24h", "7d", "1h30m".
-    #[arg(long = "for", value_name = "DURATION")]
-    duration: String,
+    /// The rule files or directories --rule is checked against (default: rules/).
+    #[arg(long, default_value = "rules")]
+    rules: Vec<PathBuf>,
+    /// How long, from now: "24h", "7d", "1h30m" (at most 36500d).
+    #[arg(long = "for", value_name = "DURATION", value_parser = super::args::duration_ms)]
+    for_ms: i64,
     /// Why, for whoever reads the list.
     #[arg(long)]
     reason: Option<String>,
@@ -103,20 +108,19 @@ pub fn run(args: SilenceArgs) -> anyhow::Result<u8> {
     let now = Utc::now();
     match args.command {
         SilenceCommand::Add(add) => {
-            if add.user.trim().is_empty() {
-                anyhow::bail!("--user is empty");
-            }
-            let ms = parse_duration(&add.duration).map_err(|e| anyhow::anyhow!("--for: {e}"))?;
-            if ms <= 0 {
-                anyhow::bail!("--for must be longer than zero");
+            if let Some(rule) = &add.rule {
+                if let Err(code) = check_rule(rule, &add.rules) {
+                    return Ok(code);
+                }
             }
             let silence = Silence::new(
                 &add.user,
                 add.rule.as_deref(),
                 add.reason.as_deref(),
-                ms,
+                add.for_ms,
                 now,
-            );
+            )
+            .map_err(|e| anyhow::anyhow!("--for: {e}"))?;
             let shown = match place {
                 Place::Redis(mut store, shown) => {
                     store
@@ -126,16 +130,16 @@ pub fn run(args: SilenceArgs) -> anyhow::Result<u8> {
                 }
                 Place::Database(url) => {
                     let stored = silence.clone();
-                    with_database(&url, |store| async move {
+                    with_database(&url, Open::Create, |store| async move {
                         db_silences::add(&store, &stored).await
                     })?;
                     redact_url(&url)
                 }
             };
             if add.json {
-                println!("{}", serde_json::to_string(&silence)?);
+                outln!("{}", serde_json::to_string(&silence)?)?;
             } else {
-                println!(
+                outln!(
                     "silenced {} ({}) until {} in {shown}: {}",
                     silence.user_id,
                     if silence.rule_id.is_some() {
@@ -145,7 +149,7 @@ pub fn run(args: SilenceArgs) -> anyhow::Result<u8> {
                     },
                     show_time(silence.expires_at),
                     silence.id
-                );
+                )?;
             }
             Ok(0)
         }
@@ -154,7 +158,7 @@ pub fn run(args: SilenceArgs) -> anyhow::Result<u8> {
                 Place::Redis(mut store, shown) => {
                     store.silences().with_context(|| format!("redis {shown}"))?
                 }
-                Place::Database(url) => with_database(&url, |store| async move {
+                Place::Database(url) => with_database(&url, Open::Existing, |store| async move {
                     db_silences::active(&store, now).await
                 })?,
             };
@@ -164,10 +168,10 @@ pub fn run(args: SilenceArgs) -> anyhow::Result<u8> {
             }
             if list.json {
                 for s in &silences {
-                    println!("{}", serde_json::to_string(s)?);
+                    outln!("{}", serde_json::to_string(s)?)?;
                 }
             } else {
-                print_table(&silences);
+                print_table(&silences)?;
             }
             Ok(0)
         }
@@ -178,13 +182,13 @@ pub fn run(args: SilenceArgs) -> anyhow::Result<u8> {
                     .with_context(|| format!("redis {shown}"))?,
                 Place::Database(url) => {
                     let id = remove.id.clone();
-                    with_database(&url, |store| async move {
+                    with_database(&url, Open::Existing, |store| async move {
                         db_silences::remove(&store, &id, now).await
                     })?
                 }
             };
             if removed {
-                println!("removed silence {}", remove.id);
+                outln!("removed silence {}", remove.id)?;
                 Ok(0)
             } else {
                 eprintln!("no silence in force has the id {}", remove.id);
@@ -194,15 +198,50 @@ pub fn run(args: SilenceArgs) -> anyhow::Result<u8> {
     }
 }
 
+/// The rules under `paths` have a rule `rule`, or the exit code after saying why not (the
+/// known ids, or the problems of rules that do not load). A silence for a rule that does not
+/// exist would silence nothing, and say so to no one.
+fn check_rule(rule: &str, paths: &[PathBuf]) -> Result<(), u8> {
+    let shown = paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rules = match load_rules(paths) {
+        Ok(set) => set,
+        Err(failure) => {
+            eprint!("{}", failure.render(super::color()));
+            eprintln!(
+                "error: --rule {rule} cannot be checked: the rules in {shown} do not load \
+                 (--rules PATH names the rules the engine runs)"
+            );
+            return Err(super::EXIT_INVALID_RULES);
+        }
+    };
+    if rules.rules.iter().any(|r| r.id == rule) {
+        return Ok(());
+    }
+    let known: Vec<String> = rules.rules.iter().map(|r| r.id.clone()).collect();
+    let hint = closest(rule, &known)
+        .map(|best| format!("did you mean {best}? "))
+        .unwrap_or_default();
+    eprintln!(
+        "error: --rule {rule}: no such rule in {shown}; {hint}known rules: {}",
+        known.join(", ")
+    );
+    Err(super::EXIT_USAGE)
+}
+
 /// Connects to the history database (migrating it, as the silences table may be new) and
 /// runs `f`.
-fn with_database<T, F, Fut>(url: &str, f: F) -> anyhow::Result<T>
+fn with_database<T, F, Fut>(url: &str, open: Open, f: F) -> anyhow::Result<T>
 where
     F: FnOnce(HistoryStore) -> Fut,
     Fut: std::future::Future<Output = Result<T, crate::history::HistoryError>>,
 {
-    super::runtime()?.block_on(async {
-        let store = HistoryStore::connect(url, TIMEOUT).await?;
+    let runtime = super::runtime()?;
+    let store = super::connect_history(&runtime, url, TIMEOUT, open)?;
+    runtime.block_on(async {
         store.migrate().await?;
         let result = f(store.clone()).await;
         store.close().await;
@@ -210,10 +249,9 @@ where
     })
 }
 
-fn print_table(silences: &[Silence]) {
+fn print_table(silences: &[Silence]) -> std::io::Result<()> {
     if silences.is_empty() {
-        println!("no silences in force");
-        return;
+        return outln!("no silences in force");
     }
     let rows: Vec<[String; 5]> = silences
         .iter()
@@ -240,10 +278,11 @@ fn print_table(silences: &[Silence]) {
             .zip(widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", parts.join("  ").trim_end());
+        outln!("{}", parts.join("  ").trim_end())
     };
-    line(&header.map(String::from));
+    line(&header.map(String::from))?;
     for row in &rows {
-        line(row);
+        line(row)?;
     }
+    Ok(())
 }

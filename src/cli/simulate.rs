@@ -2,7 +2,7 @@
 
 use std::io::{self, BufWriter};
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use clap::Args;
 
 use crate::simulate::{write_json_lines, SimConfig, MAX_HR_HOURS_PER_DAY};
@@ -12,14 +12,14 @@ pub struct SimulateArgs {
     /// Number of users ("sim-0001", "sim-0002", …).
     #[arg(long, default_value_t = 10)]
     users: usize,
-    /// Number of days (nights) per user.
-    #[arg(long, default_value_t = 30)]
+    /// Number of days (nights) per user (at most 36500; the last one by 9999-12-31).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(..=MAX_DAYS))]
     days: u32,
     /// Random seed; the same seed gives the same events.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Local date of the first night (the morning the first sleep ends), YYYY-MM-DD.
-    #[arg(long, default_value = "2024-01-01", value_parser = parse_date)]
+    #[arg(long, default_value = "2024-01-01", value_parser = super::args::date)]
     start: NaiveDate,
     /// Also write 1 Hz heart-rate samples and per-minute step counts.
     #[arg(long)]
@@ -39,9 +39,8 @@ pub struct SimulateArgs {
     hr_episode_probability: f64,
 }
 
-fn parse_date(text: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|e| format!("expected YYYY-MM-DD: {e}"))
-}
+/// As many days as the longest duration an argument takes (100 years).
+const MAX_DAYS: i64 = super::args::MAX_DURATION_MS / 86_400_000;
 
 fn parse_hours(text: &str) -> Result<f64, String> {
     let h: f64 = text.parse().map_err(|e| format!("{e}"))?;
@@ -62,6 +61,16 @@ fn parse_probability(text: &str) -> Result<f64, String> {
 }
 
 pub fn run(args: SimulateArgs) -> anyhow::Result<u8> {
+    let last = last_day(args.start, args.days);
+    if args.days > 0 && !last.is_some_and(|d| super::args::YEARS.contains(&d.year())) {
+        eprintln!(
+            "error: --start {} and --days {} end after the year {}",
+            args.start,
+            args.days,
+            super::args::YEARS.end()
+        );
+        return Ok(super::EXIT_USAGE);
+    }
     let config = SimConfig {
         users: args.users,
         days: args.days,
@@ -79,5 +88,26 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<u8> {
         // `vigil simulate | head` is normal use, not an error.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The date of the last night simulated (of the first, for no days); `None` past chrono's
+/// range.
+fn last_day(start: NaiveDate, days: u32) -> Option<NaiveDate> {
+    start.checked_add_days(chrono::Days::new(u64::from(days.saturating_sub(1))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_day_stays_in_four_digit_years() {
+        let date = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("valid");
+        assert_eq!(last_day(date(2024, 1, 1), 0), Some(date(2024, 1, 1)));
+        assert_eq!(last_day(date(2024, 1, 1), 1), Some(date(2024, 1, 1)));
+        assert_eq!(last_day(date(2024, 1, 1), 31), Some(date(2024, 1, 31)));
+        let last = last_day(date(9999, 12, 1), 36_500).expect("in chrono's range");
+        assert!(!super::super::args::YEARS.contains(&last.year()));
     }
 }

@@ -49,10 +49,10 @@ pub fn run(args: TopicsArgs) -> anyhow::Result<u8> {
                 eprintln!("warning: {warning}");
             }
             if report.changes.is_empty() {
-                println!("no changes");
+                outln!("no changes")?;
             }
             for change in &report.changes {
-                println!("{change}");
+                outln!("{change}")?;
             }
             Ok(0)
         }
@@ -65,9 +65,9 @@ pub fn run(args: TopicsArgs) -> anyhow::Result<u8> {
                     "in_line": in_line,
                     "topics": statuses,
                 });
-                println!("{}", serde_json::to_string_pretty(&doc)?);
+                outln!("{}", serde_json::to_string_pretty(&doc)?)?;
             } else {
-                print!("{}", table(&statuses));
+                out!("{}", table(&statuses))?;
             }
             Ok(if in_line {
                 0

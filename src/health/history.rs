@@ -30,13 +30,11 @@ pub fn checks(url: &str, timeout: Duration) -> Vec<Check> {
             }
         }
         Backend::Postgres => {
-            if let Some(address) = postgres_address(url) {
-                if let Err(why) = super::connect(&address, Instant::now() + timeout) {
-                    return vec![
-                        unreachable(check, &why),
-                        skip_migrations("the database is unreachable"),
-                    ];
-                }
+            if let Err(why) = reachable(url, timeout) {
+                return vec![
+                    unreachable(check, &why),
+                    skip_migrations("the database is unreachable"),
+                ];
             }
         }
     }
@@ -97,6 +95,21 @@ fn unreachable(check: CheckBuilder, why: &str) -> Check {
 
 fn skip_migrations(reason: &str) -> Check {
     Check::start("history.migrations", "").skipped(format!("skipped: {reason}"))
+}
+
+/// Whether the server of a PostgreSQL `url` accepts a TCP connection within `timeout`, or why
+/// not ("connection refused", "cannot resolve …"), at once: sqlx's pool retries until its
+/// timeout and then says only "pool timed out". `Ok` for other backends and Unix sockets,
+/// which the client reaches (or not) with a clear error of its own. The commands that open
+/// the history call this too, so they fail as fast and as clearly as this check.
+pub fn reachable(url: &str, timeout: Duration) -> Result<(), String> {
+    if !matches!(Backend::from_url(url), Ok(Backend::Postgres)) {
+        return Ok(());
+    }
+    match postgres_address(url) {
+        Some(address) => super::connect(&address, Instant::now() + timeout),
+        None => Ok(()),
+    }
 }
 
 /// `host:port` of a PostgreSQL URL, for the TCP check; `None` for a Unix socket (or a URL that

@@ -1,7 +1,7 @@
 //! What `vigil alerts list` asks for, and the one SQL text it becomes on both backends
 //! (`$N` placeholders: PostgreSQL's, and SQLite reads them too).
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 use super::store::Backend;
 use crate::engine::AlertState;
@@ -16,10 +16,34 @@ pub struct ListFilter {
     pub rule: Option<String>,
     /// Only outputs at or after this time (the CloudEvent's time).
     pub since: Option<DateTime<Utc>>,
-    /// Only alerts in this state (milestones have none, so they never match).
-    pub state: Option<AlertState>,
+    /// Only rows in this state, as the list shows it: an alert's state, or milestones.
+    pub state: Option<RowState>,
     /// At most this many rows; `None`: all.
     pub limit: Option<u64>,
+}
+
+/// The state of a row as `vigil alerts list` shows it: an alert firing or resolved, or a
+/// milestone (which has no state of its own; its kind stands in).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowState {
+    Alert(AlertState),
+    Milestone,
+}
+
+impl RowState {
+    /// As shown in the list's STATE column: "firing", "resolved", "milestone".
+    pub fn name(self) -> &'static str {
+        match self {
+            RowState::Alert(state) => state.name(),
+            RowState::Milestone => "milestone",
+        }
+    }
+}
+
+impl From<AlertState> for RowState {
+    fn from(state: AlertState) -> Self {
+        RowState::Alert(state)
+    }
 }
 
 /// A value bound to a placeholder; times are bound in each backend's own column type.
@@ -63,8 +87,14 @@ impl ListFilter {
         if let Some(since) = self.since {
             push("time >=", Bind::Time(since));
         }
-        if let Some(state) = self.state {
-            push("state =", Bind::Text(state.name().to_string()));
+        match self.state {
+            Some(RowState::Alert(state)) => {
+                push("state =", Bind::Text(state.name().to_string()));
+            }
+            Some(RowState::Milestone) => {
+                push("kind =", Bind::Text(RowState::Milestone.name().to_string()));
+            }
+            None => {}
         }
         let mut sql = format!("SELECT {} FROM history", columns(backend));
         if !conditions.is_empty() {
@@ -84,10 +114,23 @@ impl ListFilter {
 /// UTC). Absolute forms are there for history that is not recent, such as a backtest's.
 pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     let text = text.trim();
+    let since = parse_since_unchecked(text, now)?;
+    // Times are compared as text in SQLite: a year of five digits, or before year 1, would
+    // compare wrongly there, and is no history anyway.
+    if !(1..=9999).contains(&since.year()) {
+        return Err(format!(
+            "`{text}` is outside the years 0001 to 9999 (it is {})",
+            since.format("%Y-%m-%d")
+        ));
+    }
+    Ok(since)
+}
+
+fn parse_since_unchecked(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     if text.starts_with(|c: char| c.is_ascii_digit()) && !text.contains(['-', ':']) {
         let ms = parse_duration(text)?;
-        return now
-            .checked_sub_signed(chrono::Duration::milliseconds(ms))
+        return chrono::Duration::try_milliseconds(ms)
+            .and_then(|back| now.checked_sub_signed(back))
             .ok_or_else(|| format!("`{text}` reaches back before the calendar's start"));
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
@@ -130,7 +173,7 @@ mod tests {
             user: Some("u1".into()),
             rule: Some("hrv_drop".into()),
             since: Some(since),
-            state: Some(AlertState::Firing),
+            state: Some(AlertState::Firing.into()),
             limit: Some(20),
         };
         let (sql, binds) = filter.to_sql(Backend::Postgres);
@@ -158,7 +201,7 @@ mod tests {
     fn some_filters_number_from_one() {
         let filter = ListFilter {
             rule: Some("r".into()),
-            state: Some(AlertState::Resolved),
+            state: Some(AlertState::Resolved.into()),
             ..Default::default()
         };
         let (sql, binds) = filter.to_sql(Backend::Sqlite);
@@ -167,6 +210,17 @@ mod tests {
             "{sql}"
         );
         assert_eq!(binds.len(), 2);
+    }
+
+    #[test]
+    fn milestones_are_filtered_by_their_kind() {
+        let filter = ListFilter {
+            state: Some(RowState::Milestone),
+            ..Default::default()
+        };
+        let (sql, binds) = filter.to_sql(Backend::Sqlite);
+        assert!(sql.contains("WHERE kind = $1 ORDER"), "{sql}");
+        assert_eq!(binds, [Bind::Text("milestone".into())]);
     }
 
     #[test]
@@ -191,5 +245,18 @@ mod tests {
         assert!(e.contains("RFC 3339"), "{e}");
         assert!(parse_since("2024-02-30", now()).is_err());
         assert!(parse_since("0d", now()).is_err());
+    }
+
+    #[test]
+    fn since_stays_within_four_digit_years() {
+        assert!(
+            parse_since("12345-01-01", now()).is_err(),
+            "five-digit year"
+        );
+        let e = parse_since("1000000d", now()).expect_err("before year 1");
+        assert!(e.contains("years 0001 to 9999"), "{e}");
+        let e = parse_since("9999999999999d", now()).expect_err("past i64 ms");
+        assert!(e.contains("too long"), "{e}");
+        assert!(parse_since("0001-01-01", now()).is_ok());
     }
 }

@@ -18,7 +18,7 @@ pub mod row;
 pub mod store;
 pub mod writer;
 
-pub use filter::{parse_since, ListFilter};
+pub use filter::{parse_since, ListFilter, RowState};
 pub use row::HistoryRow;
 pub use store::{Backend, HistoryStore};
 pub use writer::{CloseReport, HistoryWriter, WriterOptions, WriterState, WriterStatus};
@@ -39,6 +39,13 @@ pub enum HistoryError {
     BadUrl(String),
     // The sqlx errors are shown, not chained as sources: sqlx repeats its source in its own
     // message, and `{:#}` would print everything twice.
+    /// A command that only reads found no SQLite file at the path (it creates none).
+    #[error(
+        "history database {} does not exist (check the path; `vigil run` or `vigil migrate` \
+         creates it)",
+        .0.display()
+    )]
+    Missing(std::path::PathBuf),
     /// The database refused or could not be reached.
     #[error("history database: {0}")]
     Database(sqlx::Error),

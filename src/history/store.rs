@@ -92,6 +92,24 @@ impl HistoryStore {
     /// Connects to `url` (a SQLite file is created when missing), waiting at most `timeout`
     /// for a connection. Does not migrate: see [`HistoryStore::migrate`].
     pub async fn connect(url: &str, timeout: Duration) -> Result<HistoryStore, HistoryError> {
+        Self::open(url, timeout, true).await
+    }
+
+    /// [`HistoryStore::connect`] for commands that read what is stored: a SQLite file that
+    /// does not exist is [`HistoryError::Missing`], never created, so a mistyped path is named
+    /// instead of answered with an empty history (and an empty file left behind).
+    pub async fn connect_existing(
+        url: &str,
+        timeout: Duration,
+    ) -> Result<HistoryStore, HistoryError> {
+        Self::open(url, timeout, false).await
+    }
+
+    async fn open(
+        url: &str,
+        timeout: Duration,
+        create: bool,
+    ) -> Result<HistoryStore, HistoryError> {
         match Backend::from_url(url)? {
             Backend::Postgres => {
                 let options = PgConnectOptions::from_str(url)
@@ -105,8 +123,16 @@ impl HistoryStore {
             }
             Backend::Sqlite => {
                 let options = SqliteConnectOptions::from_str(url)
-                    .map_err(|e| HistoryError::BadUrl(e.to_string()))?
-                    .create_if_missing(true)
+                    .map_err(|e| HistoryError::BadUrl(e.to_string()))?;
+                // An in-memory database (`sqlite::memory:`, `?mode=memory`) has no file to
+                // find, and is new whatever `create` says.
+                let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+                let file = options.get_filename();
+                if !create && !in_memory && !file.is_file() {
+                    return Err(HistoryError::Missing(file.to_path_buf()));
+                }
+                let options = options
+                    .create_if_missing(create)
                     // WAL: `vigil alerts list` can read while a run writes.
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)

@@ -63,6 +63,7 @@ use std::path::{Path, PathBuf};
 use chrono::{FixedOffset, NaiveDateTime};
 use thiserror::Error;
 
+use super::{check_user_id, UserIdError, MAX_USER_ID_CHARS};
 use crate::event::{
     BodyTemperatureData, Event, EventData, EventTime, EventType, HeartRateVariabilityData,
     OxygenSaturationData, RespiratoryRateData, RestingHeartRateData, SleepEpisodeData,
@@ -106,6 +107,9 @@ pub enum WhoopError {
         /// The header row as found (trimmed).
         found: Vec<String>,
     },
+    /// The user id cannot be used (see [`check_user`]).
+    #[error(transparent)]
+    User(#[from] UserIdError),
     /// An error of [`import_whoop`] while importing the file at `path`.
     #[error("{}: {error}", path.display())]
     File {
@@ -122,8 +126,26 @@ fn quoted_list(items: &[String]) -> String {
         .join(", ")
 }
 
+/// The longest a time is in an event id: RFC 3339 with nanoseconds and an offset,
+/// `2024-05-01T07:12:00.123456789+02:00`.
+const LONGEST_ID_TIME: usize = 35;
+
+/// Checks the user id an import gives its events: what [`check_user_id`] refuses, and ids so
+/// long that the events' ids (`whoop:{user}:{type}:{time}`) would exceed the 256 characters
+/// the event schema allows, which `vigil run` would dead-letter.
+pub fn check_user(user_id: &str) -> Result<(), UserIdError> {
+    let longest_type = EventType::ALL
+        .iter()
+        .map(|t| t.name().len())
+        .max()
+        .unwrap_or(0);
+    let rest_of_id = SOURCE.len() + ":".len() * 3 + longest_type + LONGEST_ID_TIME;
+    check_user_id(user_id, MAX_USER_ID_CHARS.saturating_sub(rest_of_id))
+}
+
 /// Imports a WHOOP physiological_cycles CSV export for `user_id`.
 pub fn import_whoop(reader: impl Read, user_id: &str) -> Result<WhoopImport, WhoopError> {
+    check_user(user_id)?;
     let mut csv = csv::ReaderBuilder::new()
         // Rows that lost trailing empty cells (some tools drop them) are still good rows.
         .flexible(true)
@@ -192,6 +214,8 @@ pub fn import_whoop(reader: impl Read, user_id: &str) -> Result<WhoopImport, Who
 
 /// Imports the WHOOP physiological_cycles CSV export at `path` for `user_id`.
 pub fn import_whoop_file(path: &Path, user_id: &str) -> Result<WhoopImport, WhoopError> {
+    // Before the file: a user id is no problem of the file's.
+    check_user(user_id)?;
     let file = std::fs::File::open(path).map_err(|error| WhoopError::Open {
         path: path.to_path_buf(),
         error,
@@ -932,6 +956,37 @@ mod tests {
                 Err(e) => panic!("{line}: {e}"),
             }
         }
+    }
+
+    #[test]
+    fn user_ids_that_run_would_dead_letter_are_refused() {
+        let rows = csv(&[
+            "2024-03-09 23:40:00,,UTC+03:00,55,61.5,33.2,96.5,2024-03-09 23:40:00.123456789,2024-03-10 07:10:00.123456789,15.2,420,450,30,93",
+        ]);
+        for user in ["", "   ", "\t", "alice\n", "bo\u{1b}b"] {
+            match import_whoop(rows.as_bytes(), user) {
+                Err(WhoopError::User(_)) => {}
+                other => panic!("{user:?}: expected a refusal, got {other:?}"),
+            }
+        }
+        // The longest accepted id still gives events the decoder takes whole; one more
+        // character is refused instead of being dead-lettered later.
+        let longest = (1..=MAX_USER_ID_CHARS)
+            .rev()
+            .find(|&n| check_user(&"u".repeat(n)).is_ok())
+            .expect("some length is accepted");
+        assert!(longest >= 150, "{longest}");
+        let import = import_whoop(rows.as_bytes(), &"u".repeat(longest)).expect("imports");
+        assert_eq!(import.events.len(), 6);
+        let decoder = Decoder::new();
+        for event in &import.events {
+            let line = event.to_json().to_string();
+            if let Err(e) = decoder.decode(line.as_bytes()) {
+                panic!("{line}: {e}");
+            }
+        }
+        let e = import_whoop(rows.as_bytes(), &"u".repeat(longest + 1)).expect_err("too long");
+        assert!(e.to_string().contains("at most"), "{e}");
     }
 
     #[test]

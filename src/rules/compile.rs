@@ -4,6 +4,9 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize as _;
+use toml::de::{DeTable, DeValue};
+
 use super::compiled::*;
 use super::diagnostic::Diagnostic;
 use super::duration::{parse_duration, parse_extent, parse_window, Extent, Window};
@@ -50,6 +53,31 @@ pub fn compile_files(files: &[SourceFile]) -> Result<RuleSet, Vec<Diagnostic>> {
     link(partials, &mut diagnostics)
         .filter(|_| diagnostics.is_empty())
         .ok_or(diagnostics)
+}
+
+/// Removes the key whose span is `span` from `table` or the tables within it; false when there
+/// is none.
+fn remove_key(table: &mut DeTable<'_>, span: &Range<usize>) -> bool {
+    let found = table
+        .iter()
+        .find(|(key, _)| key.span() == *span)
+        .map(|(key, _)| key.get_ref().to_string());
+    if let Some(name) = found {
+        return table.remove(name.as_str()).is_some();
+    }
+    table
+        .iter_mut()
+        .any(|(_, value)| remove_key_in(value.get_mut(), span))
+}
+
+fn remove_key_in(value: &mut DeValue<'_>, span: &Range<usize>) -> bool {
+    match value {
+        DeValue::Table(table) => remove_key(table, span),
+        DeValue::Array(items) => items
+            .iter_mut()
+            .any(|item| remove_key_in(item.get_mut(), span)),
+        _ => false,
+    }
 }
 
 struct Checker<'a> {
@@ -187,24 +215,49 @@ impl Checker<'_> {
         }
     }
 
-    fn check_file(&mut self) -> Option<Partial> {
-        let file: RuleFile = match toml::from_str(self.text) {
-            Ok(file) => file,
+    /// The file as written, or `None` when it cannot be read as a rule. An unknown key is
+    /// reported and then left out, and the rest of the file is read again, so that one typo
+    /// does not hide the file's other problems; any other error ends the file's checking.
+    fn parse_file(&mut self) -> Option<RuleFile> {
+        let mut document = match DeTable::parse(self.text) {
+            Ok(document) => document,
             Err(e) => {
-                let span = e.span().unwrap_or(0..0);
-                let message = e.message().trim().to_string();
-                let help = if message.starts_with("unknown field") {
-                    Some(
-                        "fields are listed in docs/rules.md and schemas/rule.schema.json"
-                            .to_string(),
-                    )
-                } else {
-                    None
-                };
-                self.error(span, message, help);
+                self.toml_error(&e);
                 return None;
             }
         };
+        loop {
+            let error = match RuleFile::deserialize(toml::de::Deserializer::from(document.clone()))
+            {
+                Ok(file) => return Some(file),
+                Err(e) => e,
+            };
+            self.toml_error(&error);
+            let unknown_key = error.message().starts_with("unknown field");
+            // Each pass removes a key, so this ends; a key not found ends it too.
+            let removed = unknown_key
+                && error
+                    .span()
+                    .is_some_and(|span| remove_key(document.get_mut(), &span));
+            if !removed {
+                return None;
+            }
+        }
+    }
+
+    fn toml_error(&mut self, e: &toml::de::Error) {
+        let span = e.span().unwrap_or(0..0);
+        let message = e.message().trim().to_string();
+        let help = if message.starts_with("unknown field") {
+            Some("fields are listed in docs/rules.md and schemas/rule.schema.json".to_string())
+        } else {
+            None
+        };
+        self.error(span, message, help);
+    }
+
+    fn check_file(&mut self) -> Option<Partial> {
+        let file = self.parse_file()?;
         let id = file.id.get().clone();
         let id_ok = id.chars().next().is_some_and(|c| c.is_ascii_lowercase())
             && id

@@ -30,6 +30,25 @@ pub struct Silence {
     pub expires_at: DateTime<Utc>,
 }
 
+/// Why a silence cannot be made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SilenceError {
+    /// Its length is not positive.
+    #[error("a silence must last longer than zero")]
+    NotPositive,
+    /// It would end after the last time the stores keep (year 9999).
+    #[error("a silence of {for_ms} ms from {} would end after {}", show_time(*.now), show_time(last_expiry()))]
+    TooLong { for_ms: i64, now: DateTime<Utc> },
+}
+
+/// The latest a silence may end: times are stored with four-digit years (as text in SQLite,
+/// where they compare as text).
+pub fn last_expiry() -> DateTime<Utc> {
+    chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|d| d.and_hms_opt(23, 59, 59))
+        .map_or(DateTime::<Utc>::MAX_UTC, |t| t.and_utc())
+}
+
 impl Silence {
     /// A new silence from `now` for `for_ms` milliseconds, with a fresh random id.
     pub fn new(
@@ -38,15 +57,22 @@ impl Silence {
         reason: Option<&str>,
         for_ms: i64,
         now: DateTime<Utc>,
-    ) -> Silence {
-        Silence {
+    ) -> Result<Silence, SilenceError> {
+        if for_ms <= 0 {
+            return Err(SilenceError::NotPositive);
+        }
+        let expires_at = chrono::Duration::try_milliseconds(for_ms)
+            .and_then(|length| now.checked_add_signed(length))
+            .filter(|&end| end <= last_expiry())
+            .ok_or(SilenceError::TooLong { for_ms, now })?;
+        Ok(Silence {
             id: uuid::Uuid::new_v4().to_string(),
             user_id: user_id.to_string(),
             rule_id: rule_id.map(str::to_string),
             reason: reason.map(str::to_string),
             created_at: now,
-            expires_at: now + chrono::Duration::milliseconds(for_ms),
-        }
+            expires_at,
+        })
     }
 
     pub fn is_active(&self, now: DateTime<Utc>) -> bool {
@@ -121,14 +147,14 @@ mod tests {
     #[test]
     fn a_silence_covers_its_user_its_rule_and_its_time_only() {
         let now = at("2026-11-24T10:00:00Z");
-        let s = Silence::new("u1", Some("hrv_drop"), None, 3_600_000, now);
+        let s = Silence::new("u1", Some("hrv_drop"), None, 3_600_000, now).expect("valid");
         assert!(s.covers("u1", "hrv_drop", now));
         assert!(s.covers("u1", "hrv_drop", at("2026-11-24T10:59:59Z")));
         assert!(!s.covers("u1", "hrv_drop", at("2026-11-24T11:00:00Z")));
         assert!(!s.covers("u1", "hrv_drop", at("2026-11-24T09:59:59Z")));
         assert!(!s.covers("u2", "hrv_drop", now));
         assert!(!s.covers("u1", "rhr_elevated", now));
-        let all = Silence::new("u1", None, None, 1000, now);
+        let all = Silence::new("u1", None, None, 1000, now).expect("valid");
         assert!(all.covers("u1", "rhr_elevated", now));
         assert_eq!(all.rule_label(), "*");
     }
@@ -136,9 +162,9 @@ mod tests {
     #[test]
     fn the_set_finds_the_longest_covering_silence() {
         let now = at("2026-11-24T10:00:00Z");
-        let short = Silence::new("u1", None, None, 60_000, now);
-        let long = Silence::new("u1", Some("hrv_drop"), None, 120_000, now);
-        let other = Silence::new("u2", None, None, 600_000, now);
+        let short = Silence::new("u1", None, None, 60_000, now).expect("valid");
+        let long = Silence::new("u1", Some("hrv_drop"), None, 120_000, now).expect("valid");
+        let other = Silence::new("u2", None, None, 600_000, now).expect("valid");
         let set = SilenceSet::new([short.clone(), long.clone(), other]);
         assert_eq!(set.len(), 3);
         assert_eq!(set.covering("u1", "hrv_drop", now), Some(&long));
@@ -153,8 +179,32 @@ mod tests {
     #[test]
     fn ttls_round_up_and_stay_positive() {
         let now = at("2026-11-24T10:00:00Z");
-        let s = Silence::new("u1", None, None, 1_500, now);
+        let s = Silence::new("u1", None, None, 1_500, now).expect("valid");
         assert_eq!(s.ttl_seconds(now), 2);
         assert_eq!(s.ttl_seconds(now + chrono::Duration::seconds(5)), 1);
+    }
+
+    #[test]
+    fn a_silence_ends_within_four_digit_years_or_is_refused() {
+        let now = at("2026-11-24T10:00:00Z");
+        let far = 100_000_000 * 86_400_000;
+        assert_eq!(
+            Silence::new("u1", None, None, far, now),
+            Err(SilenceError::TooLong { for_ms: far, now })
+        );
+        assert!(Silence::new("u1", None, None, i64::MAX, now).is_err());
+        assert_eq!(
+            Silence::new("u1", None, None, 0, now),
+            Err(SilenceError::NotPositive)
+        );
+        let to_the_end = (last_expiry() - now).num_milliseconds();
+        let last = Silence::new("u1", None, None, to_the_end, now).expect("ends in 9999");
+        assert_eq!(show_time(last.expires_at), "9999-12-31T23:59:59Z");
+        let e = Silence::new("u1", None, None, to_the_end + 1000, now).expect_err("10000");
+        assert!(
+            e.to_string()
+                .ends_with("would end after 9999-12-31T23:59:59Z"),
+            "{e}"
+        );
     }
 }
