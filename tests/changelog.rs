@@ -34,6 +34,7 @@ fn config() -> EngineConfig {
     EngineConfig {
         allowed_lateness_ms: 3_600_000,
         state_ttl_ms: Some(20 * 86_400_000),
+        ..Default::default()
     }
 }
 
@@ -51,6 +52,16 @@ fn run_with_restarts(
     commit_every: usize,
     restarts: &[usize],
 ) -> (Vec<OutputEvent>, usize) {
+    run_with_restarts_configured(events, commit_every, restarts, &config())
+}
+
+fn run_with_restarts_configured(
+    events: &[Event],
+    commit_every: usize,
+    restarts: &[usize],
+    config: &EngineConfig,
+) -> (Vec<OutputEvent>, usize) {
+    let config = || config.clone();
     let rules = rules();
     let mut log: Vec<StateRecord> = Vec::new();
     let mut engine = Engine::restored(Arc::clone(&rules), config(), Vec::new()).unwrap();
@@ -93,6 +104,45 @@ fn restored_engine_continues_like_the_uninterrupted_one() {
     let restarts: Vec<usize> = (1..12).map(|k| k * n / 12 + k * 13).collect();
     let (restored, log_records) = run_with_restarts(&events, 97, &restarts);
     assert!(log_records > 0);
+    assert_eq!(ids(&reference), ids(&restored));
+}
+
+#[test]
+fn firings_of_users_the_ttl_dropped_survive_restarts_and_resolve_on_return() {
+    // sim-0001 sends nothing from day 5 to day 30: its no_data_48h fires, a 7-day TTL drops its
+    // state (the firing stays, dormant, in the changelog too), and its return resolves it.
+    let day = 86_400_000;
+    let start = NaiveDate::from_ymd_opt(2024, 3, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_millis();
+    let (gone, back) = (start + 5 * day, start + 30 * day);
+    let events: Vec<Event> = events()
+        .into_iter()
+        .filter(|e| {
+            let t = e.time.millis();
+            !(e.user_id == "sim-0001" && t >= gone && t < back)
+        })
+        .collect();
+    let config = EngineConfig {
+        state_ttl_ms: Some(7 * day),
+        ..config()
+    };
+    let (reference, _) = run_with_restarts_configured(&events, 97, &[], &config);
+    let absence: Vec<serde_json::Value> = reference
+        .iter()
+        .filter(|o| o.subject == "sim-0001" && o.data.rule_id == "no_data_48h")
+        .map(|o| serde_json::to_value(o).unwrap())
+        .collect();
+    assert_eq!(absence.len(), 2, "{absence:#?}");
+    assert_eq!(absence[0]["data"]["state"], "firing");
+    assert_eq!(absence[1]["data"]["state"], "resolved");
+    assert_eq!(absence[1]["data"]["firing_id"], absence[0]["id"]);
+    let n = events.len();
+    let restarts: Vec<usize> = (1..24).map(|k| k * n / 24 + k * 7).collect();
+    let (restored, _) = run_with_restarts_configured(&events, 97, &restarts, &config);
     assert_eq!(ids(&reference), ids(&restored));
 }
 

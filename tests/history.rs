@@ -366,6 +366,7 @@ fn the_writer_keeps_everything_through_a_postgres_outage() {
         backoff_start: Duration::from_millis(100),
         backoff_max: Duration::from_secs(1),
         op_timeout: Duration::from_secs(5),
+        max_queued: None,
     };
     let writer = HistoryWriter::start(&db.url, options).expect("starts");
     for o in before {

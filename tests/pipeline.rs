@@ -81,14 +81,17 @@ fn malformed_lines_are_dead_lettered_with_reasons_and_the_run_continues() {
         .iter()
         .map(|d| d["reason"].as_str().unwrap())
         .collect();
-    assert!(reasons[0].contains("not UTF-8 JSON"), "{reasons:?}");
+    assert!(reasons[0].starts_with("not valid JSON"), "{reasons:?}");
     assert!(reasons[1].contains("expected a JSON object"), "{reasons:?}");
     assert!(reasons[2].contains("/data/heart_rate"), "{reasons:?}");
     assert!(
         reasons[3].contains("unknown event type `telepathy`"),
         "{reasons:?}"
     );
-    assert!(reasons[4].contains("not UTF-8 JSON"), "{reasons:?}");
+    assert!(
+        reasons[4].starts_with("not UTF-8: invalid byte sequence at byte 0"),
+        "{reasons:?}"
+    );
     assert!(
         reasons[5].contains("exceeds the limit of 4096 bytes"),
         "{reasons:?}"
@@ -160,6 +163,20 @@ fn absence_fires_on_the_global_clock_and_resolves_when_data_resumes() {
 }
 
 #[test]
+fn a_byte_order_mark_opening_the_input_is_skipped() {
+    let first = hr("u1", "2024-05-01T10:00:00+02:00", 70.0);
+    let second = hr("u1", "2024-05-01T10:00:01+02:00", 71.0);
+    let input = format!("\u{feff}{first}\n\u{feff}{second}\n");
+    let run = run_lines(input.as_bytes(), 3_600_000, 4096);
+    assert_eq!(run.summary.events, 1);
+    // Anywhere else, a mark is an error in that line, and the reason says so.
+    assert_eq!(run.summary.dead_lettered, 1);
+    assert_eq!(run.dead[0]["line"], 2);
+    let reason = run.dead[0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("byte-order mark (U+FEFF)"), "{reason}");
+}
+
+#[test]
 fn arbitrary_bytes_never_panic() {
     // A deterministic pseudo-random byte soup, split into lines, with some near-miss JSON.
     let mut state: u64 = 0x2545_f491_4f6c_dd1d;
@@ -182,7 +199,7 @@ fn arbitrary_bytes_never_panic() {
 }
 
 #[test]
-fn a_state_ttl_drops_idle_users_but_keeps_open_alerts() {
+fn a_state_ttl_drops_idle_users_keeping_only_their_firings_to_resolve_them() {
     let config = EngineConfig {
         state_ttl_ms: Some(86_400_000),
         ..Default::default()
@@ -199,10 +216,31 @@ fn a_state_ttl_drops_idle_users_but_keeps_open_alerts() {
         let time = format!("2024-05-{:02}T{:02}:00:00Z", 1 + hour / 24, hour % 24);
         feed(&mut engine, hr("busy", &time, 60.0));
     }
-    // After 48 h the absence alert of `quiet` fires: its state is kept while it is firing,
-    // though it has been idle for longer than the TTL.
+    // After 48 h the absence alert of `quiet` fires; a day later `quiet` is past the TTL: its
+    // state goes, and only the firing stays (dormant), to be resolved if `quiet` returns.
+    assert_eq!(engine.keys_in_state(), 1);
+    assert_eq!(engine.keys_dormant(), 1);
+    assert_eq!(engine.counters().keys_expired, 1);
+    let value = |o: &vigil::engine::OutputEvent| serde_json::to_value(o).unwrap();
+    let fired: Vec<_> = out.iter().map(value).collect();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0]["subject"], "quiet");
+    assert_eq!(fired[0]["data"]["state"], "firing");
+    out.clear();
+    let mut again = Vec::new();
+    engine.process(
+        &decoder
+            .decode(hr("quiet", "2024-05-04T01:00:00Z", 62.0).as_bytes())
+            .unwrap(),
+        &mut again,
+    );
+    let resolved: Vec<_> = again.iter().map(value).collect();
+    assert_eq!(resolved.len(), 1, "{resolved:?}");
+    assert_eq!(resolved[0]["data"]["state"], "resolved");
+    assert_eq!(resolved[0]["data"]["rule_id"], "no_data_48h");
+    assert_eq!(resolved[0]["data"]["firing_id"], fired[0]["id"]);
+    assert_eq!(engine.keys_dormant(), 0);
     assert_eq!(engine.keys_in_state(), 2);
-    assert_eq!(engine.counters().keys_expired, 0);
     // With rules that leave nothing open, an idle user's state goes.
     let mut plain = Engine::new(
         Arc::new(

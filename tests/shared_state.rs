@@ -36,6 +36,7 @@ fn output(id: &str, rule: &str, change: Change, cooldown: u64) -> StatusOutput {
         summary: format!("{{\"id\":\"{id}\"}}"),
         baseline: format!("{{\"stats\":{{\"from\":\"{id}\"}}}}"),
         cooldown_secs: cooldown,
+        time_ms: 0,
     }
 }
 

@@ -49,6 +49,11 @@ pub struct RunArgs {
     /// e.g. "90d" (default: keep it; a firing alert or pending timer always keeps it).
     #[arg(long, value_parser = super::args::duration_ms)]
     state_ttl: Option<i64>,
+    /// How far ahead a clock may plausibly be, e.g. "1d": an event dated further ahead of
+    /// this machine's clock goes to the dead letters ("in the future"), and a user this far
+    /// ahead of every other user does not move the clock that drives absence timers.
+    #[arg(long, default_value = "1d", value_parser = super::args::duration_ms)]
+    max_future_skew: i64,
     /// Longest accepted input line (or Kafka message), in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_LINE_BYTES)]
     max_line_bytes: usize,
@@ -98,6 +103,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         EngineConfig {
             allowed_lateness_ms: args.allowed_lateness,
             state_ttl_ms: args.state_ttl,
+            max_future_skew_ms: args.max_future_skew,
         },
     );
     if args.kafka {
@@ -145,7 +151,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         dead_letters: &mut dead,
         late: &mut late,
     };
-    let shared = start_shared(&args, history_url.as_deref())?;
+    let shared = start_shared(&args, history_url.as_deref(), engine.config())?;
     let mut hooks = EmbeddedHooks {
         history: history.as_ref().map(|(writer, _)| writer),
         unstored: 0,
@@ -163,6 +169,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             &mut sinks,
             &mut hooks,
             Some(&counters),
+            &crate::io::admit::SystemClock,
         )
     } else {
         let file =
@@ -176,6 +183,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             &mut sinks,
             &mut hooks,
             Some(&counters),
+            &crate::io::admit::SystemClock,
         )
     }
     .context("while running")?;
@@ -293,7 +301,11 @@ impl RunHooks for EmbeddedHooks<'_> {
 
 /// The shared state of this run: Redis when configured, else in process with the silences
 /// of the history database at `history` (none with `--no-history`).
-fn start_shared(args: &RunArgs, history: Option<&str>) -> anyhow::Result<SharedState> {
+fn start_shared(
+    args: &RunArgs,
+    history: Option<&str>,
+    engine: &EngineConfig,
+) -> anyhow::Result<SharedState> {
     let config = match super::load_config(args.config.as_deref()) {
         Ok(c) => c,
         Err(_) => anyhow::bail!("invalid configuration"),
@@ -303,6 +315,8 @@ fn start_shared(args: &RunArgs, history: Option<&str>) -> anyhow::Result<SharedS
         key_prefix: config.redis.key_prefix,
         silence_database: history.map(str::to_string),
         timeout: SHARED_TIMEOUT,
+        state_ttl_ms: engine.state_ttl_ms,
+        max_future_skew_ms: engine.max_future_skew_ms,
     })?;
     telemetry::register_readiness("shared state", shared.readiness_probe());
     Ok(shared)
@@ -333,6 +347,9 @@ const SHARED_DRAIN: Duration = Duration::from_secs(10);
 /// How long the end of a run waits for the history to be written.
 const HISTORY_DRAIN: Duration = Duration::from_secs(30);
 
+/// Rows a file run lets wait for the history database before it waits itself.
+const FILE_RUN_MAX_QUEUED_ROWS: u64 = 20_000;
+
 /// Connects and migrates once before the run, so that a wrong URL or an unwritable file stops
 /// the run at once with a clear message instead of after all the input; then starts the
 /// writer. Returns the writer and the URL as it may be shown.
@@ -348,7 +365,15 @@ fn start_history(url: &str) -> anyhow::Result<(HistoryWriter, String)> {
             })
         })
         .with_context(|| format!("history {shown} (--no-history runs without it)"))?;
-    let writer = HistoryWriter::start(url, WriterOptions::default())?;
+    // A file is read as fast as the engine goes; the history keeps up by back-pressure rather
+    // than by queuing every output in memory.
+    let writer = HistoryWriter::start(
+        url,
+        WriterOptions {
+            max_queued: Some(FILE_RUN_MAX_QUEUED_ROWS),
+            ..WriterOptions::default()
+        },
+    )?;
     Ok((writer, shown))
 }
 
@@ -385,7 +410,11 @@ fn run_kafka(args: RunArgs, rules: Arc<RuleSet>, engine: EngineConfig) -> anyhow
         Ok(url) => url,
         Err(code) => return Ok(code),
     };
-    let shared = Arc::new(start_shared(&args, history_url.as_deref())?);
+    let shared = Arc::new(start_shared(
+        &args,
+        history_url.as_deref(),
+        &options.engine,
+    )?);
     let options = StreamOptions {
         shared: Some(Arc::clone(&shared)),
         ..options

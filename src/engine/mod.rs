@@ -2,10 +2,12 @@
 //!
 //! Deterministic and free of I/O: the same events in the same order give the same outputs,
 //! whatever edge feeds them (file, Kafka, rule tests, backtests). Time comes only from
-//! events: each key (user) has its own event time, and timers run on the global clock (the
-//! latest event time seen from anyone), so a replay behaves like live operation.
+//! events: each key (user) has its own event time, and timers run on the stream clock (the
+//! time two users have reached, see [`clock`]), so a replay behaves like live operation and no
+//! single user's wrong clock moves anyone else's timers.
 
 pub mod aggregate;
+pub mod clock;
 mod evaluate;
 mod nights;
 pub mod output;
@@ -21,6 +23,7 @@ use std::sync::Arc;
 
 use crate::event::{Event, EventType};
 use crate::rules::{KeySpec, Mode, RuleSet, Storage};
+use clock::StreamClock;
 pub use output::{AlertState, OutputData, OutputEvent};
 pub use snapshot::{RestoreError, StateRecord};
 use state::KeyState;
@@ -31,19 +34,29 @@ pub struct EngineConfig {
     /// How far behind its key's event time an event may arrive and still be processed (ms).
     /// Later events go to the late output.
     pub allowed_lateness_ms: i64,
-    /// Drop a key's state once the global clock is this far past the key's own event time
-    /// (ms), unless an alert of it is firing or a timer of it is pending. `None` keeps state
+    /// Drop a key's state once the stream clock is this far past the key's own event time
+    /// (ms), unless an absence timer of it is pending. Its firing alerts outlive it in a few
+    /// bytes each, so that the key's return resolves them; its windows, clock and other rule
+    /// state are gone (a returning key starts afresh). `None` keeps state
     /// for as long as the key might come back: with per-user event time, a user who syncs
-    /// late may still need windows that are old by the global clock, so dropping is a choice
+    /// late may still need windows that are old by the stream clock, so dropping is a choice
     /// for the operator (Flink's state TTL, Kafka Streams' retention), not a default.
     pub state_ttl_ms: Option<i64>,
+    /// How far ahead a clock may plausibly be (ms). A user whose event time is more than this
+    /// ahead of every other user's does not count toward the stream clock (see [`clock`]);
+    /// the edges also dead-letter events this far ahead of the wall clock.
+    pub max_future_skew_ms: i64,
 }
+
+/// The default of [`EngineConfig::max_future_skew_ms`]: one day.
+pub const DEFAULT_MAX_FUTURE_SKEW_MS: i64 = 86_400_000;
 
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             allowed_lateness_ms: 3_600_000,
             state_ttl_ms: None,
+            max_future_skew_ms: DEFAULT_MAX_FUTURE_SKEW_MS,
         }
     }
 }
@@ -84,8 +97,8 @@ pub struct Engine {
     rules: Arc<RuleSet>,
     config: EngineConfig,
     keys: FxHashMap<Box<str>, KeyState>,
-    global_clock: i64,
-    /// Global clock at the last idle-key sweep.
+    clock: StreamClock,
+    /// Stream clock at the last idle-key sweep.
     last_sweep: i64,
     timers: BinaryHeap<Reverse<Timer>>,
     counters: Counters,
@@ -100,6 +113,8 @@ pub struct Engine {
     dependents: Vec<Vec<usize>>,
     /// What changed since the last [`Engine::drain_changelog`], when a changelog is kept.
     changes: Option<Changes>,
+    /// The open firings of keys the state TTL dropped (see [`EngineConfig::state_ttl_ms`]).
+    dormant: FxHashMap<Box<str>, state::DormantFirings>,
 }
 
 /// Keys touched since the last changelog drain, with the sample chunks written per series,
@@ -108,6 +123,8 @@ pub struct Engine {
 struct Changes {
     touched: FxHashMap<Box<str>, Vec<(usize, i64)>>,
     dropped: Vec<(Box<str>, LoggedChunks)>,
+    /// Keys whose dormant firings were set or taken back.
+    dormant: Vec<Box<str>>,
 }
 
 /// The changelog chunks of a key's state, per series id.
@@ -142,9 +159,9 @@ impl Engine {
         }
         Engine {
             rules,
+            clock: StreamClock::new(config.max_future_skew_ms),
             config,
             keys: FxHashMap::default(),
-            global_clock: i64::MIN,
             last_sweep: i64::MIN,
             timers: BinaryHeap::new(),
             counters: Counters::default(),
@@ -153,6 +170,7 @@ impl Engine {
             attribute_keys,
             dependents,
             changes: None,
+            dormant: FxHashMap::default(),
         }
     }
 
@@ -166,7 +184,11 @@ impl Engine {
         let restored = snapshot::restore(&rules, config.allowed_lateness_ms, records)?;
         let mut engine = Engine::new(rules, config);
         if let Some(task) = restored.task {
-            engine.global_clock = task.global_clock;
+            engine.clock = StreamClock::restored(
+                task.global_clock,
+                task.leaders,
+                engine.config.max_future_skew_ms,
+            );
             engine.last_sweep = task.last_sweep;
         }
         for (key, state) in restored.keys {
@@ -185,6 +207,7 @@ impl Engine {
             }
             engine.keys.insert(key, state);
         }
+        engine.dormant = restored.dormant.into_iter().collect();
         engine.changes = Some(Changes::default());
         Ok(engine)
     }
@@ -195,7 +218,7 @@ impl Engine {
         let Some(changes) = self.changes.as_mut() else {
             return;
         };
-        if changes.touched.is_empty() && changes.dropped.is_empty() {
+        if changes.touched.is_empty() && changes.dropped.is_empty() && changes.dormant.is_empty() {
             return;
         }
         let changes = std::mem::take(changes);
@@ -212,6 +235,18 @@ impl Engine {
             }
         }
         let rules = Arc::clone(&self.rules);
+        let mut dormant = changes.dormant;
+        dormant.sort_unstable();
+        dormant.dedup();
+        for key in dormant {
+            out.push(StateRecord {
+                key: snapshot::dormant_record_key(&key),
+                value: self
+                    .dormant
+                    .get(&key)
+                    .map(|firings| snapshot::encode_dormant(&rules, firings)),
+            });
+        }
         for (key, mut dirty) in changes.touched {
             let Some(state) = self.keys.get_mut(&key) else {
                 continue; // touched, then dropped: its tombstones are written above
@@ -242,8 +277,9 @@ impl Engine {
         out.push(StateRecord {
             key: snapshot::task_record_key(),
             value: Some(snapshot::encode_task(&snapshot::TaskSnapshot {
-                global_clock: self.global_clock,
+                global_clock: self.clock.time(),
                 last_sweep: self.last_sweep,
+                leaders: self.clock.leaders().to_vec(),
             })),
         });
     }
@@ -264,9 +300,10 @@ impl Engine {
         self.counters
     }
 
-    /// The latest event time seen from any key (ms), which drives timers.
+    /// The stream clock (ms), which drives timers and the state TTL: the time two users have
+    /// reached (see [`clock`]).
     pub fn global_clock(&self) -> i64 {
-        self.global_clock
+        self.clock.time()
     }
 
     /// The event time of a user (ms), if the engine has seen them.
@@ -278,12 +315,18 @@ impl Engine {
     pub fn keys_changed(&self) -> usize {
         self.changes
             .as_ref()
-            .map_or(0, |c| c.touched.len() + c.dropped.len())
+            .map_or(0, |c| c.touched.len() + c.dropped.len() + c.dormant.len())
     }
 
     /// Number of keys with state.
     pub fn keys_in_state(&self) -> usize {
         self.keys.len()
+    }
+
+    /// Number of keys the state TTL dropped while an alert of theirs was firing: only those
+    /// firings are kept, until the key returns.
+    pub fn keys_dormant(&self) -> usize {
+        self.dormant.len()
     }
 
     /// Approximate bytes of state held for all keys, timers included.
@@ -297,6 +340,13 @@ impl Engine {
                 .map(|(k, s)| k.len() + s.heap_bytes())
                 .sum::<usize>()
             + self.timers.len() * std::mem::size_of::<Timer>()
+            + self.dormant.capacity()
+                * (std::mem::size_of::<(Box<str>, state::DormantFirings)>() + 1)
+            + self
+                .dormant
+                .iter()
+                .map(|(k, f)| k.len() + std::mem::size_of_val(&**f))
+                .sum::<usize>()
     }
 
     /// Processes one event: outputs are appended to `out`, in a deterministic order.
@@ -309,8 +359,7 @@ impl Engine {
             }
         }
         self.counters.events += 1;
-        if t > self.global_clock {
-            self.global_clock = t;
+        if self.clock.observe(&event.user_id, t) {
             self.fire_timers(out);
             self.expire_idle_keys();
         }
@@ -363,10 +412,16 @@ impl Engine {
         let lateness = self.config.allowed_lateness_ms;
         let state = match self.keys.get_mut(key) {
             Some(state) => state,
-            None => self
-                .keys
-                .entry(key.into())
-                .or_insert_with(|| KeyState::new(rules.series.len(), rules.rules.len())),
+            None => {
+                let mut state = KeyState::new(rules.series.len(), rules.rules.len());
+                if let Some(firings) = self.dormant.remove(key) {
+                    state.revive(&firings);
+                    if let Some(changes) = self.changes.as_mut() {
+                        changes.dormant.push(key.into());
+                    }
+                }
+                self.keys.entry(key.into()).or_insert(state)
+            }
         };
         if t >= state.clock {
             state.clock = t;
@@ -411,31 +466,44 @@ impl Engine {
         let Some(ttl) = self.config.state_ttl_ms else {
             return;
         };
-        if self.global_clock < self.last_sweep.saturating_add(TTL_SWEEP_EVERY_MS) {
+        let now = self.clock.time();
+        if now < self.last_sweep.saturating_add(TTL_SWEEP_EVERY_MS) {
             return;
         }
-        self.last_sweep = self.global_clock;
-        let horizon = self.global_clock.saturating_sub(ttl);
+        self.last_sweep = now;
+        let horizon = now.saturating_sub(ttl);
         let before = self.keys.len();
         let rules = &self.rules;
         let changes = &mut self.changes;
+        let dormant = &mut self.dormant;
         self.keys.retain(|key, state| {
-            let keep = state.clock >= horizon || state.holds_open_work();
-            if let (false, Some(changes)) = (keep, changes.as_mut()) {
+            let keep = state.clock >= horizon || state.holds_pending_timer();
+            if keep {
+                return true;
+            }
+            let firings = state.firings();
+            let firing = !firings.is_empty();
+            if firing {
+                dormant.insert(key.clone(), firings);
+            }
+            if let Some(changes) = changes.as_mut() {
                 changes
                     .dropped
                     .push((key.clone(), logged_chunks(rules, state)));
+                if firing {
+                    changes.dormant.push(key.clone());
+                }
             }
-            keep
+            false
         });
         self.counters.keys_expired += (before - self.keys.len()) as u64;
     }
 
-    /// Fires absence timers whose deadline the global clock has reached.
+    /// Fires absence timers whose deadline the stream clock has reached.
     fn fire_timers(&mut self, out: &mut Vec<OutputEvent>) {
         let rules = Arc::clone(&self.rules);
         while let Some(Reverse(timer)) = self.timers.peek() {
-            if timer.deadline > self.global_clock {
+            if timer.deadline > self.clock.time() {
                 break;
             }
             let Some(Reverse(timer)) = self.timers.pop() else {

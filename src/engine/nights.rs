@@ -8,6 +8,10 @@
 //! division, so a value is exact when it is the double nearest to that decimal; nothing is
 //! ever rounded. An empty slot is `u16::MAX` or NaN (stored values are finite), so presence
 //! costs no extra bytes.
+//!
+//! The ring starts with one slot and doubles (up to its reach) when the nights it holds span
+//! more: a user who sent one night costs one slot, not sixty — a million such users are the
+//! difference between 0.4 and 1 GB.
 
 /// Values of the ring, narrow while exact.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -60,23 +64,81 @@ fn encode(values: &[Option<f64>]) -> Slots {
     Slots::Wide(values.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
 }
 
-/// A ring of `capacity` consecutive nights ending at the newest night seen.
+/// The last `reach` consecutive nights ending at the newest night seen, in a ring of as many
+/// slots as the nights stored span (a power of two, at most `reach`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NightStore {
     newest: i32,
+    /// How many nights back from the newest are kept. Not written to the changelog (a store
+    /// read back is only iterated, then re-inserted into a store of today's reach): 0 there,
+    /// meaning the ring's own length.
+    #[serde(skip)]
+    reach: u32,
     slots: Slots,
 }
 
 impl NightStore {
-    pub fn new(capacity: usize) -> Self {
-        let capacity = capacity.max(1);
+    pub fn new(reach: usize) -> Self {
         NightStore {
             newest: i32::MIN,
+            reach: u32::try_from(reach.max(1)).unwrap_or(u32::MAX),
             slots: Slots::Fixed {
-                values: vec![EMPTY_FIXED; capacity].into_boxed_slice(),
+                values: vec![EMPTY_FIXED; 1].into_boxed_slice(),
                 decimals: 0,
             },
         }
+    }
+
+    fn reach(&self) -> usize {
+        match self.reach {
+            0 => self.capacity(),
+            r => r as usize,
+        }
+    }
+
+    /// Re-lays the ring out over `len` slots (≥ the span of the nights it holds).
+    fn grow_to(&mut self, len: usize) {
+        let mut kept = Vec::new();
+        self.for_each(|day, v| kept.push((day, v)));
+        self.slots = match &self.slots {
+            Slots::Fixed { decimals, .. } => Slots::Fixed {
+                values: vec![EMPTY_FIXED; len].into_boxed_slice(),
+                decimals: *decimals,
+            },
+            Slots::Narrow(_) => Slots::Narrow(vec![f32::NAN; len].into_boxed_slice()),
+            Slots::Wide(_) => Slots::Wide(vec![f64::NAN; len].into_boxed_slice()),
+        };
+        for (day, v) in kept {
+            let slot = self.slot(day);
+            // The encoding is unchanged, so every value fits as it did.
+            match &mut self.slots {
+                Slots::Fixed { values, decimals } => {
+                    values[slot] = as_fixed(v, *decimals).unwrap_or(EMPTY_FIXED)
+                }
+                Slots::Narrow(values) => values[slot] = v as f32,
+                Slots::Wide(values) => values[slot] = v,
+            }
+        }
+    }
+
+    /// Makes the ring long enough to hold `oldest..=newest` (both within the reach).
+    fn cover(&mut self, oldest: i64, newest: i64) {
+        let span = usize::try_from(newest - oldest + 1).unwrap_or(usize::MAX);
+        if span > self.capacity() {
+            let len = span.next_power_of_two().min(self.reach());
+            self.grow_to(len);
+        }
+    }
+
+    /// The oldest stored night that is still within the reach once `day` is the newest.
+    fn oldest_kept_when_newest_is(&self, day: i32) -> Option<i32> {
+        let from = (i64::from(day) - self.reach() as i64 + 1)
+            .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+        let mut oldest = None;
+        self.for_each_in(from, self.newest, |d, _| {
+            oldest.get_or_insert(d);
+        });
+        oldest
     }
 
     fn capacity(&self) -> usize {
@@ -111,9 +173,14 @@ impl NightStore {
         }
     }
 
-    /// The oldest night the ring can still hold.
+    /// The oldest night the ring's slots hold now.
     fn oldest(&self) -> i64 {
         i64::from(self.newest) - i64::try_from(self.capacity()).unwrap_or(i64::MAX) + 1
+    }
+
+    /// The oldest night the store keeps.
+    fn oldest_reached(&self) -> i64 {
+        i64::from(self.newest) - i64::try_from(self.reach()).unwrap_or(i64::MAX) + 1
     }
 
     /// Stores `v` (finite) for `day`, replacing an earlier value for that night. A night older
@@ -125,6 +192,11 @@ impl NightStore {
         if self.newest == i32::MIN {
             self.newest = day;
         } else if day > self.newest {
+            if self.capacity() < self.reach() {
+                if let Some(oldest) = self.oldest_kept_when_newest_is(day) {
+                    self.cover(i64::from(oldest), i64::from(day));
+                }
+            }
             let gap = i64::from(day) - i64::from(self.newest);
             let capacity = self.capacity();
             if gap >= i64::try_from(capacity).unwrap_or(i64::MAX) {
@@ -136,8 +208,10 @@ impl NightStore {
                 }
             }
             self.newest = day;
-        } else if i64::from(day) < self.oldest() {
+        } else if i64::from(day) < self.oldest_reached() {
             return;
+        } else if i64::from(day) < self.oldest() {
+            self.cover(i64::from(day), i64::from(self.newest));
         }
         let slot = self.slot(day);
         let fits = match &mut self.slots {
@@ -226,10 +300,12 @@ mod tests {
     fn widens_without_rounding_and_keeps_gaps() {
         let mut s = NightStore::new(70);
         s.insert(1, 52.0);
-        assert_eq!(s.heap_bytes(), 70 * 2);
+        assert_eq!(s.heap_bytes(), 2, "one night, one slot");
         s.insert(3, 36.5);
         s.insert(5, 43.12);
-        assert_eq!(s.heap_bytes(), 70 * 2, "two decimals still fit");
+        assert_eq!(s.heap_bytes(), 8 * 2, "two decimals still fit");
+        s.insert(70, 43.0);
+        assert_eq!(s.heap_bytes(), 70 * 2, "nights 1 to 70: the whole reach");
         assert_eq!(collect(&s, 0, 5), vec![(1, 52.0), (3, 36.5), (5, 43.12)]);
         s.insert(6, 1000.25);
         assert_eq!(
@@ -247,7 +323,7 @@ mod tests {
         let mut s = NightStore::new(4);
         s.insert(1, 0.5);
         s.insert(2, 1000.25);
-        assert_eq!(s.heap_bytes(), 4 * 4, "f32 holds both exactly");
+        assert_eq!(s.heap_bytes(), 2 * 4, "f32 holds both exactly");
         let mut s = NightStore::new(4);
         s.insert(1, -3.0);
         s.insert(2, 65_535.0);
@@ -266,5 +342,46 @@ mod tests {
         s.insert(0, 3.0);
         s.insert(1, 4.0);
         assert_eq!(collect(&s, -5, 5), vec![(-1, 2.0), (0, 3.0), (1, 4.0)]);
+    }
+
+    mod growth {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+
+        proptest! {
+            /// A growing ring keeps exactly what a map of the last `reach` nights keeps, in
+            /// any order of inserts (corrections, late nights, jumps), whatever the values.
+            #[test]
+            fn keeps_what_a_map_of_the_last_nights_keeps(
+                reach in 1usize..80,
+                inserts in proptest::collection::vec(
+                    (-5i32..200, prop_oneof![
+                        (0u16..500).prop_map(f64::from),
+                        (0u32..50_000).prop_map(|v| f64::from(v) / 100.0),
+                        (1.0f64..200.0).prop_map(f64::ln),
+                    ]),
+                    1..120,
+                ),
+            ) {
+                let mut store = NightStore::new(reach);
+                let mut model: BTreeMap<i32, f64> = BTreeMap::new();
+                let mut newest = i32::MIN;
+                for (day, v) in inserts {
+                    if newest != i32::MIN && i64::from(day) <= i64::from(newest) - reach as i64 {
+                        // Older than the reach: ignored.
+                    } else {
+                        newest = newest.max(day);
+                        model.insert(day, v);
+                        model.retain(|d, _| i64::from(*d) > i64::from(newest) - reach as i64);
+                    }
+                    store.insert(day, v);
+                    let held: Vec<(i32, f64)> = collect(&store, i32::MIN, i32::MAX);
+                    let expected: Vec<(i32, f64)> = model.iter().map(|(d, v)| (*d, *v)).collect();
+                    prop_assert_eq!(held, expected);
+                    prop_assert!(store.capacity() <= reach);
+                }
+            }
+        }
     }
 }

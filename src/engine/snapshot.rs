@@ -15,7 +15,10 @@
 //!   sample (the open chunk) changes at every sample: it travels inside the `K` record, which
 //!   is written anyway, and gets a record of its own once a newer chunk opens — so live
 //!   traffic writes about one record per touched key and commit, not two;
-//! - `T`: the task's clock, which drives timers.
+//! - `D` + key: the open firings of a key the state TTL dropped (rule id, version, firing),
+//!   deleted when the key returns;
+//! - `T`: the task's stream clock, which drives timers, with the latest user clocks it is
+//!   derived from (see [`super::clock`]).
 //!
 //! Series and rules are matched by their signature and by rule id and version on restore, not
 //! by position: a rule that was added, removed or changed starts empty instead of reading
@@ -28,7 +31,7 @@ use thiserror::Error;
 use super::aggregate::Sample;
 use super::nights::NightStore;
 use super::series::SeriesState;
-use super::state::{KeyState, RuleState};
+use super::state::{DormantFirings, Firing, KeyState, RuleState};
 use crate::rules::RuleSet;
 
 /// Width of a sample chunk in the changelog.
@@ -41,6 +44,7 @@ const FORMAT: u8 = 2;
 const TAG_TASK: u8 = b'T';
 const TAG_KEY: u8 = b'K';
 const TAG_CHUNK: u8 = b'C';
+const TAG_DORMANT: u8 = b'D';
 
 /// One changelog record: `value: None` deletes the key (a tombstone).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +86,25 @@ pub fn key_record_key(key: &str) -> Vec<u8> {
     k
 }
 
+pub fn dormant_record_key(key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + key.len());
+    k.push(TAG_DORMANT);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// The `D` record of a dropped key's open firings.
+pub(super) fn encode_dormant(rules: &RuleSet, firings: &[(u32, Firing)]) -> Vec<u8> {
+    let by_id: Vec<(&str, u32, Firing)> = firings
+        .iter()
+        .filter_map(|(rule, firing)| {
+            let rule = rules.rules.get(*rule as usize)?;
+            Some((rule.id.as_str(), rule.version, *firing))
+        })
+        .collect();
+    encode(&by_id)
+}
+
 pub fn chunk_record_key(series: u64, chunk: i64, key: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(17 + key.len());
     k.push(TAG_CHUNK);
@@ -95,6 +118,27 @@ pub fn chunk_record_key(series: u64, chunk: i64, key: &str) -> Vec<u8> {
 pub(super) struct TaskSnapshot {
     pub global_clock: i64,
     pub last_sweep: i64,
+    /// The stream clock's latest user clocks, newest first.
+    pub leaders: Vec<(Box<str>, i64)>,
+}
+
+/// The task record as written before the stream clock kept its leaders; read so that a
+/// changelog written by an older Vigil still restores.
+#[derive(Deserialize)]
+struct TaskSnapshotWithoutLeaders {
+    global_clock: i64,
+    last_sweep: i64,
+}
+
+fn decode_task(key: &[u8], value: &[u8]) -> Result<TaskSnapshot, RestoreError> {
+    decode(key, value).or_else(|error| {
+        let old: TaskSnapshotWithoutLeaders = decode(key, value).map_err(|_| error)?;
+        Ok(TaskSnapshot {
+            global_clock: old.global_clock,
+            last_sweep: old.last_sweep,
+            leaders: Vec::new(),
+        })
+    })
 }
 
 #[derive(Serialize)]
@@ -262,6 +306,7 @@ fn chunk_snapshot(chunk: i64, samples: &mut dyn Iterator<Item = (Sample, i32)>) 
 pub(super) struct Restored {
     pub task: Option<TaskSnapshot>,
     pub keys: Vec<(Box<str>, KeyState)>,
+    pub dormant: Vec<(Box<str>, DormantFirings)>,
 }
 
 /// Rebuilds key states from the latest value of each changelog key (`records` in log order;
@@ -292,7 +337,7 @@ pub(super) fn restore(
     };
     for (key, value) in &latest {
         match key.split_first() {
-            Some((&TAG_TASK, [])) => restored.task = Some(decode(key, value)?),
+            Some((&TAG_TASK, [])) => restored.task = Some(decode_task(key, value)?),
             Some((&TAG_KEY, name)) => {
                 let name = std::str::from_utf8(name).map_err(|e| RestoreError::Corrupt {
                     key: String::from_utf8_lossy(key).into_owned(),
@@ -306,6 +351,27 @@ pub(super) fn restore(
                     name.into(),
                     key_state(rules, lateness_ms, snapshot, series_index),
                 );
+            }
+            Some((&TAG_DORMANT, name)) => {
+                let name = std::str::from_utf8(name).map_err(|e| RestoreError::Corrupt {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    reason: e.to_string(),
+                })?;
+                let stored: Vec<(String, u32, Firing)> = decode(key, value)?;
+                // A rule that was removed or changed since has no firing to resolve.
+                let firings: DormantFirings = stored
+                    .into_iter()
+                    .filter_map(|(id, version, firing)| {
+                        let index = rules
+                            .rules
+                            .iter()
+                            .position(|r| r.id == id && r.version == version)?;
+                        Some((u32::try_from(index).ok()?, firing))
+                    })
+                    .collect();
+                if !firings.is_empty() {
+                    restored.dormant.push((name.into(), firings));
+                }
             }
             Some((&TAG_CHUNK, rest)) if rest.len() >= 16 => {
                 let (series, rest) = rest.split_at(8);

@@ -28,13 +28,38 @@ impl KeyState {
         }
     }
 
-    /// True while an alert of this key is firing or an absence timer is pending: dropping
-    /// the state would lose a resolution or a firing.
-    pub fn holds_open_work(&self) -> bool {
-        self.rules.iter().flatten().any(|r| {
-            r.firing.is_some()
-                || matches!(r.extra.as_deref(), Some(Extra::Absence(a)) if a.deadline.is_some())
-        })
+    /// True while an absence timer of this key is pending: dropping the state would lose a
+    /// firing. (A firing alert does not hold the state: it outlives it as a
+    /// [`DormantFirings`].)
+    pub fn holds_pending_timer(&self) -> bool {
+        self.rules
+            .iter()
+            .flatten()
+            .any(|r| matches!(r.extra.as_deref(), Some(Extra::Absence(a)) if a.deadline.is_some()))
+    }
+
+    /// The alerts of this key that are firing, by rule position (empty when none).
+    pub fn firings(&self) -> DormantFirings {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter_map(|(rule, r)| {
+                let firing = r.as_deref()?.firing?;
+                Some((u32::try_from(rule).ok()?, firing))
+            })
+            .collect()
+    }
+
+    /// Takes back the firings of a key whose state was dropped while they were open, so the
+    /// key's next events can resolve them.
+    pub fn revive(&mut self, firings: &[(u32, Firing)]) {
+        for (rule, firing) in firings {
+            if let Some(slot) = self.rules.get_mut(*rule as usize) {
+                let rs = slot.get_or_insert_with(Default::default);
+                rs.firing = Some(*firing);
+                rs.last_fire = rs.last_fire.max(firing.occasion);
+            }
+        }
     }
 
     /// Approximate heap bytes held (the struct itself is counted by its container).
@@ -55,6 +80,10 @@ impl KeyState {
                 .sum::<usize>()
     }
 }
+
+/// The open firings of a key whose state the state TTL dropped, by rule position: all that
+/// is needed to resolve them if the key comes back (16 bytes a firing).
+pub type DormantFirings = Box<[(u32, Firing)]>;
 
 /// An alert that has fired and not yet resolved.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]

@@ -31,6 +31,12 @@ pub struct WriterOptions {
     /// The longest a connection or one statement may take before it counts as a failure, so a
     /// database that stops answering (rather than refusing) is retried too.
     pub op_timeout: Duration,
+    /// Back-pressure: with `Some(n)`, queuing a row waits while `n` rows are queued and the
+    /// database answers. A file run sets it, so that a history slower than the engine costs
+    /// time instead of a queue of every output in memory (and rows left unwritten at the end);
+    /// the streaming path leaves it `None`, never waiting. A database that is away never
+    /// holds a row back.
+    pub max_queued: Option<u64>,
 }
 
 impl Default for WriterOptions {
@@ -40,6 +46,7 @@ impl Default for WriterOptions {
             backoff_start: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             op_timeout: Duration::from_secs(10),
+            max_queued: None,
         }
     }
 }
@@ -169,6 +176,7 @@ impl Shared {
 /// Writes history rows in the background. See the module documentation.
 pub struct HistoryWriter {
     tx: Option<mpsc::UnboundedSender<HistoryRow>>,
+    max_queued: Option<u64>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
@@ -183,6 +191,7 @@ impl HistoryWriter {
             Backend::Sqlite => Dependency::Sqlite,
         };
         let (tx, rx) = mpsc::unbounded_channel();
+        let max_queued = options.max_queued;
         let shared = Arc::new(Shared {
             dependency: Some(dependency),
             ..Shared::default()
@@ -205,19 +214,29 @@ impl HistoryWriter {
             .map_err(HistoryError::Start)?;
         Ok(HistoryWriter {
             tx: Some(tx),
+            max_queued,
             shared,
             thread: Some(thread),
         })
     }
 
-    /// Queues an output; never waits.
+    /// Queues an output; waits only with `max_queued`.
     pub fn send(&self, output: &OutputEvent) -> Result<(), HistoryError> {
         self.send_row(HistoryRow::from_output(output)?)
     }
 
-    /// Queues a row (e.g. one marked silenced); never waits.
+    /// Queues a row (e.g. one marked silenced); waits only with `max_queued` (see
+    /// [`WriterOptions::max_queued`]).
     pub fn send_row(&self, row: HistoryRow) -> Result<(), HistoryError> {
         let tx = self.tx.as_ref().ok_or(HistoryError::Closed)?;
+        if let Some(max) = self.max_queued {
+            while self.shared.queued.load(Ordering::Relaxed) >= max
+                && WriterState::from_u8(self.shared.state.load(Ordering::Relaxed))
+                    == WriterState::Connected
+            {
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        }
         // Counted before sending so that the writer never sees `queued` go below zero.
         self.shared.queued.fetch_add(1, Ordering::Relaxed);
         telemetry::metrics().history_queued_add(1);

@@ -4,6 +4,7 @@
 //! feeds the engine, and routes every line to exactly one place — the engine (and from there
 //! outputs), the dead-letter file with its reason, or the late-events file.
 
+pub mod admit;
 pub mod lazy_file;
 pub mod lines;
 pub mod pipeline;

@@ -3,6 +3,7 @@
 use std::io::{self, BufRead, Write};
 use std::time::Instant;
 
+use super::admit::{future_reason, SystemClock, WallClock};
 use super::lines::LineReader;
 use super::records::{DeadLetter, LateEvent};
 use crate::engine::{Disposition, Engine, OutputEvent};
@@ -80,13 +81,15 @@ pub fn run(
         sinks,
         &mut NoHooks,
         None,
+        &SystemClock,
     )
 }
 
 /// [`run`], with `hooks` around the engine (history, silences, status in `vigil run`), and
 /// counting into `counters` (input 0) as it goes: events, dead letters, late events, outputs,
 /// and the processing time (engine and output writing) of one event in
-/// [`LATENCY_SAMPLE_EVERY`].
+/// [`LATENCY_SAMPLE_EVERY`]. Events dated beyond the engine's `max_future_skew_ms` ahead of
+/// `clock` are dead-lettered.
 #[allow(clippy::too_many_arguments)]
 pub fn run_with(
     engine: &mut Engine,
@@ -97,7 +100,9 @@ pub fn run_with(
     sinks: &mut Sinks<'_>,
     hooks: &mut dyn RunHooks,
     counters: Option<&InputCounters>,
+    clock: &dyn WallClock,
 ) -> io::Result<Summary> {
+    let max_skew = engine.config().max_future_skew_ms;
     let mut reader = LineReader::new(input, max_line_bytes);
     let mut summary = Summary::default();
     let mut outputs: Vec<OutputEvent> = Vec::new();
@@ -113,12 +118,25 @@ pub fn run_with(
         } else {
             decoder.decode(&line.bytes).map_err(|e| e.to_string())
         };
+        let mut future = false;
+        let decoded =
+            decoded.and_then(
+                |event| match future_reason(&event, clock.now_ms(), max_skew) {
+                    None => Ok(event),
+                    Some(reason) => {
+                        future = true;
+                        Err(reason)
+                    }
+                },
+            );
         let event = match decoded {
             Ok(event) => event,
             Err(reason) => {
                 summary.dead_lettered += 1;
-                if let Some(c) = counters {
-                    c.invalid(0);
+                match counters {
+                    Some(c) if future => c.future(0),
+                    Some(c) => c.invalid(0),
+                    None => {}
                 }
                 let record =
                     DeadLetter::new(reason, source, line.number, &line.bytes, line.full_len);

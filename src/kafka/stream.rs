@@ -41,6 +41,7 @@ use super::commit::{Batch, Committer, OutRecord, OutTopic, OutTopics};
 use crate::config::KafkaConfig;
 use crate::engine::{Disposition, Engine, EngineConfig, OutputEvent, RestoreError, StateRecord};
 use crate::event::{DecodeError, Decoder, Event};
+use crate::io::admit::{future_reason, SystemClock, WallClock};
 use crate::rules::{RuleKind, RuleSet};
 use crate::shared::buffer::{silence_for, StatusBuffer};
 use crate::shared::SharedState;
@@ -411,6 +412,9 @@ struct TaskContext<'a> {
     counters: &'a InputCounters,
     max_message_bytes: usize,
     max_task_idle_ms: i64,
+    /// The wall clock when the pass began: events dated more than the engine's
+    /// `max_future_skew_ms` ahead of it are dead-lettered (read once a pass, not per record).
+    now_ms: i64,
 }
 
 /// The threads that process tasks: with one, the loop's own thread does it.
@@ -1070,6 +1074,7 @@ impl<'a> Session<'a> {
             counters: &self.counters,
             max_message_bytes: self.options.max_message_bytes,
             max_task_idle_ms: self.config.streaming.max_task_idle_ms,
+            now_ms: SystemClock.now_ms(),
         };
         let consumer = &self.consumer;
         let staging = &mut self.staging;
@@ -1343,8 +1348,24 @@ impl Task {
     ) -> anyhow::Result<()> {
         let source = &context.topics.inputs[input];
         let out = &mut self.out;
+        let max_skew = self.engine.config().max_future_skew_ms;
         let event = match record.decoded.take() {
-            Some(Ok(event)) => event,
+            Some(Ok(event)) => match future_reason(&event, context.now_ms, max_skew) {
+                None => event,
+                Some(reason) => {
+                    out.counts.dead_lettered += 1;
+                    out.tally.future(input);
+                    out.records.push(forward(
+                        OutTopic::DeadLetter,
+                        source,
+                        self.partition,
+                        record,
+                        &reason,
+                        None,
+                    ));
+                    return Ok(());
+                }
+            },
             Some(Err(reason)) => {
                 out.counts.dead_lettered += 1;
                 out.tally.invalid(input);

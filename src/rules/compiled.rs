@@ -165,7 +165,7 @@ pub enum Mode {
         resolve: Option<Expr>,
         after: Option<After>,
     },
-    /// Fires when no watched event arrives for `timeout_ms` (on the global clock).
+    /// Fires when no watched event arrives for `timeout_ms` (on the stream clock, see `engine::clock`).
     Absence {
         of: Option<EventType>,
         timeout_ms: i64,

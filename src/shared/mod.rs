@@ -67,6 +67,12 @@ pub struct SharedOptions {
     /// Without Redis: the history database the silences are read from (`None`: no silences).
     pub silence_database: Option<String>,
     pub timeout: Duration,
+    /// Without Redis: forget a user this long after their latest event, as the engine's state
+    /// TTL does (Redis expires a user's status by itself, `STATUS_TTL` after its last write).
+    pub state_ttl_ms: Option<i64>,
+    /// How far ahead of the other users one user's clock may be and still count (see
+    /// [`crate::engine::clock`]), for the in-process status's TTL.
+    pub max_future_skew_ms: i64,
 }
 
 /// What health checks, `/readyz` and metrics read.
@@ -141,7 +147,11 @@ impl SharedState {
                 None,
             ),
             None => {
-                let local = Arc::new(Mutex::new(LocalStatus::default()));
+                let local = match options.state_ttl_ms {
+                    Some(ttl) => LocalStatus::with_ttl(ttl, options.max_future_skew_ms),
+                    None => LocalStatus::default(),
+                };
+                let local = Arc::new(Mutex::new(local));
                 (Store::Local(Arc::clone(&local)), Some(local))
             }
         };
@@ -217,7 +227,7 @@ impl SharedState {
 
     /// A user's status in the in-process store (`None` with Redis: read Redis).
     pub fn local_user(&self, user: &str) -> Option<UserStatus> {
-        self.local.as_ref()?.lock().ok()?.user(user).cloned()
+        self.local.as_ref()?.lock().ok()?.user(user)
     }
 
     /// Writes what is queued, waiting at most `timeout`, and stops the thread.
@@ -344,7 +354,10 @@ impl Worker {
                 next_refresh = now + SILENCE_REFRESH;
             }
             if closing.is_some() || now >= next_flush {
-                let touch = closing.is_some() || now >= next_touch;
+                // In process a touch is cheap, and the status's TTL goes by the times it
+                // touches: every flush, or a fast run would hold seconds of users unexpired.
+                let local = matches!(self.store, Store::Local(_));
+                let touch = closing.is_some() || local || now >= next_touch;
                 self.flush(closing.is_some(), touch);
                 next_flush = now + FLUSH_EVERY;
                 if touch {

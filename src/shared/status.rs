@@ -15,8 +15,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashMap;
 use serde_json::json;
 
+use crate::engine::clock::StreamClock;
 use crate::engine::{AlertState, OutputEvent};
 use crate::rules::duration::Extent;
 use crate::rules::{Mode, RuleKind, RuleSet};
@@ -58,6 +60,8 @@ pub struct StatusOutput {
     pub baseline: String,
     /// Seconds the rule's cooldown lasts after a firing (0: none).
     pub cooldown_secs: u64,
+    /// The output's time (ms): the in-process status forgets it with its user (state TTL).
+    pub time_ms: i64,
 }
 
 impl StatusOutput {
@@ -92,6 +96,7 @@ impl StatusOutput {
             } else {
                 0
             },
+            time_ms: output.time.millis(),
         }
     }
 }
@@ -155,43 +160,117 @@ impl UserStatus {
 }
 
 /// The in-process status of the embedded default: what the Redis script does, in a map.
+///
+/// A million users that each sent one night must not cost a gigabyte: a user who only sent
+/// events is a time (16 bytes besides the key); the fields outputs set are kept only for users
+/// who have some, and the view [`LocalStatus::user`] gives is built when asked for. With a state
+/// TTL, a user whose latest event is older than the TTL (on a [`StreamClock`] of the users'
+/// times, so one wrong device clock cannot age everyone) is forgotten with everything kept for
+/// them: status, cooldowns and dedup keys, as Redis forgets a hash that is not written to.
 #[derive(Debug, Default)]
 pub struct LocalStatus {
-    users: HashMap<String, UserStatus>,
-    dedup: HashMap<String, Instant>,
+    users: FxHashMap<Box<str>, LocalUser>,
+    /// Output id → (expiry, user): applied outputs, so a replayed one is not applied twice.
+    dedup: FxHashMap<Box<str>, (Instant, Box<str>)>,
     cooldowns: HashMap<(String, String), (String, Instant)>,
+    expiry: Option<Expiry>,
 }
 
+#[derive(Debug, Default)]
+struct LocalUser {
+    last_event_ms: Option<i64>,
+    /// Fields that outputs set (firings, baselines, milestones, counts); `None` until one does.
+    /// Boxed: 8 bytes for the many users without outputs instead of a map's 24.
+    #[allow(clippy::box_collection)]
+    fields: Option<Box<BTreeMap<String, String>>>,
+}
+
+/// The state TTL of the in-process status.
+#[derive(Debug)]
+struct Expiry {
+    ttl_ms: i64,
+    clock: StreamClock,
+    /// Stream clock at the last sweep.
+    last_sweep: i64,
+}
+
+/// How often (in the users' event time) the in-process status looks for users past the TTL.
+const SWEEP_EVERY_MS: i64 = 3_600_000;
+
 impl LocalStatus {
+    /// A status that forgets a user `ttl_ms` after their latest event (by the users' stream
+    /// clock, with `max_lead_ms` as in [`StreamClock`]).
+    pub fn with_ttl(ttl_ms: i64, max_lead_ms: i64) -> LocalStatus {
+        LocalStatus {
+            expiry: Some(Expiry {
+                ttl_ms,
+                clock: StreamClock::new(max_lead_ms),
+                last_sweep: i64::MIN,
+            }),
+            ..LocalStatus::default()
+        }
+    }
+
     /// Records `ms` as the user's last event time unless a later one is there.
     pub fn touch(&mut self, user: &str, ms: i64) {
-        let status = self.users.entry(user.to_string()).or_default();
-        if status.last_event_ms().is_none_or(|have| ms > have) {
-            status.fields.insert("last_event_ms".into(), ms.to_string());
-            status
-                .fields
-                .insert("last_event_time".into(), rfc3339_of_ms(ms));
+        let status = match self.users.get_mut(user) {
+            Some(status) => status,
+            None => self.users.entry(user.into()).or_default(),
+        };
+        if status.last_event_ms.is_none_or(|have| ms > have) {
+            status.last_event_ms = Some(ms);
+        }
+        if let Some(expiry) = self.expiry.as_mut() {
+            expiry.clock.observe(user, ms);
         }
     }
 
     /// Forgets dedup and cooldown entries that have expired (once per write, not per output:
-    /// the walk is over every entry).
+    /// the walk is over every entry), and with a TTL the users past it.
     pub fn prune(&mut self, now: Instant) {
-        self.dedup.retain(|_, expiry| *expiry > now);
+        self.dedup.retain(|_, (expiry, _)| *expiry > now);
         self.cooldowns.retain(|_, (_, until)| *until > now);
+        self.expire_idle_users();
+    }
+
+    fn expire_idle_users(&mut self) {
+        let Some(expiry) = self.expiry.as_mut() else {
+            return;
+        };
+        let clock = expiry.clock.time();
+        if clock < expiry.last_sweep.saturating_add(SWEEP_EVERY_MS) {
+            return;
+        }
+        expiry.last_sweep = clock;
+        let horizon = clock.saturating_sub(expiry.ttl_ms);
+        // A user with outputs but no event yet (its events are in a later batch) stays.
+        self.users
+            .retain(|_, user| user.last_event_ms.is_none_or(|ms| ms >= horizon));
+        let users = &self.users;
+        self.dedup
+            .retain(|_, (_, user)| users.contains_key(user.as_ref()));
+        self.cooldowns
+            .retain(|(user, _), _| users.contains_key(user.as_str()));
     }
 
     /// Applies an output once; `false` when its id was applied before.
     pub fn apply(&mut self, output: &StatusOutput, now: Instant) -> bool {
         if self
             .dedup
-            .get(&output.id)
-            .is_some_and(|expiry| *expiry > now)
+            .get(output.id.as_str())
+            .is_some_and(|(expiry, _)| *expiry > now)
         {
             return false;
         }
-        self.dedup.insert(output.id.clone(), now + DEDUP_TTL);
-        let fields = &mut self.users.entry(output.user.clone()).or_default().fields;
+        self.dedup.insert(
+            output.id.as_str().into(),
+            (now + DEDUP_TTL, output.user.as_str().into()),
+        );
+        let user = match self.users.get_mut(output.user.as_str()) {
+            Some(user) => user,
+            None => self.users.entry(output.user.as_str().into()).or_default(),
+        };
+        let fields = user.fields.get_or_insert_with(Default::default);
         let rule = &output.rule;
         let counter = match output.change {
             Change::Firing => {
@@ -225,8 +304,15 @@ impl LocalStatus {
         true
     }
 
-    pub fn user(&self, user: &str) -> Option<&UserStatus> {
-        self.users.get(user)
+    /// The user's status fields, as Redis would return them.
+    pub fn user(&self, user: &str) -> Option<UserStatus> {
+        let local = self.users.get(user)?;
+        let mut fields = local.fields.as_deref().cloned().unwrap_or_default();
+        if let Some(ms) = local.last_event_ms {
+            fields.insert("last_event_ms".into(), ms.to_string());
+            fields.insert("last_event_time".into(), rfc3339_of_ms(ms));
+        }
+        Some(UserStatus { fields })
     }
 
     /// The firing id holding the user's cooldown for `rule`, while it lasts.
@@ -239,6 +325,11 @@ impl LocalStatus {
 
     pub fn users(&self) -> usize {
         self.users.len()
+    }
+
+    /// Output ids remembered for dedup.
+    pub fn dedup_keys(&self) -> usize {
+        self.dedup.len()
     }
 }
 
@@ -261,6 +352,7 @@ mod tests {
             summary: format!("{{\"id\":\"{id}\"}}"),
             baseline: "{\"stats\":{}}".into(),
             cooldown_secs: cooldown,
+            time_ms: 0,
         }
     }
 
@@ -293,5 +385,46 @@ mod tests {
         let u = s.user("u1").unwrap();
         assert_eq!(u.last_event_ms(), Some(2_000));
         assert_eq!(u.fields["last_event_time"], "1970-01-01T00:00:02.000Z");
+    }
+
+    #[test]
+    fn with_a_ttl_users_past_it_are_forgotten_with_their_dedup_and_cooldown_keys() {
+        const HOUR: i64 = 3_600_000;
+        let mut s = LocalStatus::with_ttl(24 * HOUR, 24 * HOUR);
+        let now = Instant::now();
+        s.touch("u1", 0);
+        assert!(s.apply(&output("f1", Change::Firing, 3600), now));
+        // Three other users move the stream clock two days on.
+        for user in ["a", "b", "c"] {
+            s.touch(user, 48 * HOUR);
+        }
+        s.prune(now);
+        assert_eq!(s.user("u1"), None);
+        assert_eq!(s.cooldown("u1", "hrv_drop", now), None);
+        assert_eq!(s.dedup_keys(), 0);
+        assert_eq!(s.users(), 3);
+    }
+
+    #[test]
+    fn one_user_far_ahead_ages_no_one() {
+        const HOUR: i64 = 3_600_000;
+        let mut s = LocalStatus::with_ttl(24 * HOUR, 24 * HOUR);
+        for user in ["a", "b", "c"] {
+            s.touch(user, 0);
+        }
+        s.touch("wrong-clock", 1_000 * 24 * HOUR);
+        s.prune(Instant::now());
+        assert_eq!(s.users(), 4);
+    }
+
+    #[test]
+    fn a_user_who_only_sent_events_has_no_fields_but_the_time() {
+        let mut s = LocalStatus::default();
+        s.touch("u1", 2_000);
+        let fields = s.user("u1").expect("known").fields;
+        assert_eq!(
+            fields.keys().collect::<Vec<_>>(),
+            ["last_event_ms", "last_event_time"]
+        );
     }
 }

@@ -100,6 +100,7 @@ pub struct Metrics {
     events_in: Family<EventLabels, Counter>,
     events_invalid: Family<TopicLabels, Counter>,
     events_late: Family<TopicLabels, Counter>,
+    events_future: Family<TopicLabels, Counter>,
     alerts: Family<AlertLabels, Counter>,
     milestones: Family<MilestoneLabels, Counter>,
     processing: Histogram,
@@ -127,6 +128,7 @@ impl Metrics {
             events_in: Family::default(),
             events_invalid: Family::default(),
             events_late: Family::default(),
+            events_future: Family::default(),
             alerts: Family::default(),
             milestones: Family::default(),
             // 1 µs to about 0.5 s: a plain event takes a few µs, one that raises outputs tens.
@@ -159,6 +161,12 @@ impl Metrics {
             "Input events later than the allowed lateness behind their user's event time, sent \
              to the late-events output, by input topic",
             m.events_late.clone(),
+        );
+        registry.register(
+            "vigil_events_future",
+            "Input events dated more than the allowed future skew ahead of this machine's \
+             clock, dead-lettered (counted in vigil_events_invalid too), by input topic",
+            m.events_future.clone(),
         );
         registry.register(
             "vigil_alerts",
@@ -287,6 +295,7 @@ impl Metrics {
             events: by_type,
             invalid: per_topic(&self.events_invalid),
             late: per_topic(&self.events_late),
+            future: per_topic(&self.events_future),
             lag,
             alerts: self.alerts.clone(),
             milestones: self.milestones.clone(),
@@ -347,6 +356,7 @@ pub struct InputCounters {
     events: Vec<Counter>,
     invalid: Vec<Counter>,
     late: Vec<Counter>,
+    future: Vec<Counter>,
     lag: Vec<Gauge>,
     alerts: Family<AlertLabels, Counter>,
     milestones: Family<MilestoneLabels, Counter>,
@@ -367,6 +377,7 @@ impl InputCounters {
         add_all(&self.events, &tally.events);
         add_all(&self.invalid, &tally.invalid);
         add_all(&self.late, &tally.late);
+        add_all(&self.future, &tally.future);
         for ((rule, alert, severity, state), n) in tally.outputs.drain() {
             if alert {
                 self.alerts
@@ -385,6 +396,7 @@ impl InputCounters {
         tally.events.iter_mut().for_each(|n| *n = 0);
         tally.invalid.iter_mut().for_each(|n| *n = 0);
         tally.late.iter_mut().for_each(|n| *n = 0);
+        tally.future.iter_mut().for_each(|n| *n = 0);
     }
 
     /// Counts one event of type `ty` from input `input` at once. For a loop that is the only
@@ -407,6 +419,15 @@ impl InputCounters {
     /// Counts one late event from input `input` at once.
     pub fn late(&self, input: usize) {
         if let Some(c) = self.late.get(input) {
+            c.inc();
+        }
+    }
+
+    /// Counts one event from input `input` dead-lettered for being in the future, at once
+    /// (as invalid too).
+    pub fn future(&self, input: usize) {
+        self.invalid(input);
+        if let Some(c) = self.future.get(input) {
             c.inc();
         }
     }
@@ -450,6 +471,7 @@ pub struct Tally {
     events: Vec<u64>,
     invalid: Vec<u64>,
     late: Vec<u64>,
+    future: Vec<u64>,
     outputs: FxHashMap<OutputKey, u64>,
 }
 
@@ -469,6 +491,12 @@ impl Tally {
     /// An event from input `input` that was late.
     pub fn late(&mut self, input: usize) {
         bump(&mut self.late, input);
+    }
+
+    /// An event from input `input` dead-lettered for being in the future (invalid too).
+    pub fn future(&mut self, input: usize) {
+        self.invalid(input);
+        bump(&mut self.future, input);
     }
 
     /// An output, by rule, severity and state. Outputs are rare next to events: a map is fine.
@@ -491,6 +519,7 @@ impl Tally {
             (&mut self.events, &mut other.events),
             (&mut self.invalid, &mut other.invalid),
             (&mut self.late, &mut other.late),
+            (&mut self.future, &mut other.future),
         ] {
             if mine.len() < theirs.len() {
                 mine.resize(theirs.len(), 0);
@@ -531,6 +560,7 @@ mod tests {
         ("vigil_events_in", "counter"),
         ("vigil_events_invalid", "counter"),
         ("vigil_events_late", "counter"),
+        ("vigil_events_future", "counter"),
         ("vigil_alerts", "counter"),
         ("vigil_milestones", "counter"),
         ("vigil_event_processing_seconds", "histogram"),
