@@ -1349,26 +1349,23 @@ impl Task {
         let source = &context.topics.inputs[input];
         let out = &mut self.out;
         let max_skew = self.engine.config().max_future_skew_ms;
-        let event = match record.decoded.take() {
+        let (event, future) = match record.decoded.take() {
             Some(Ok(event)) => match future_reason(&event, context.now_ms, max_skew) {
-                None => event,
-                Some(reason) => {
-                    out.counts.dead_lettered += 1;
-                    out.tally.future(input);
-                    out.records.push(forward(
-                        OutTopic::DeadLetter,
-                        source,
-                        self.partition,
-                        record,
-                        &reason,
-                        None,
-                    ));
-                    return Ok(());
-                }
+                None => (Ok(event), false),
+                Some(reason) => (Err(reason), true),
             },
-            Some(Err(reason)) => {
+            Some(Err(reason)) => (Err(reason), false),
+            None => return Err(anyhow!("a record was processed before it was decoded")),
+        };
+        let event = match event {
+            Ok(event) => event,
+            Err(reason) => {
                 out.counts.dead_lettered += 1;
-                out.tally.invalid(input);
+                if future {
+                    out.tally.future(input);
+                } else {
+                    out.tally.invalid(input);
+                }
                 out.records.push(forward(
                     OutTopic::DeadLetter,
                     source,
@@ -1379,7 +1376,6 @@ impl Task {
                 ));
                 return Ok(());
             }
-            None => return Err(anyhow!("a record was processed before it was decoded")),
         };
         out.counts.events += 1;
         out.tally.event(input, event.event_type());
