@@ -729,6 +729,10 @@ fn poison_input_is_dead_lettered_and_processing_goes_on() {
         ),
         ("binary", vec![0xff, 0x00, 0xfe, 0x9c, 0x80, 0x01]),
         ("huge", huge.into_bytes()),
+        (
+            "in the future",
+            br#"{"id":"p2","type":"heart_rate","user_id":"wrong-clock","time":"9999-05-02T08:00:00Z","source":"t","data":{"heart_rate":60}}"#.to_vec(),
+        ),
     ];
     for (i, (_, body)) in poison.iter().enumerate() {
         send(
@@ -776,6 +780,7 @@ fn poison_input_is_dead_lettered_and_processing_goes_on() {
         eprintln!("{what}: {}", get("vigil.reason"));
     }
     assert!(get_reason(&by_body, &poison[3].1).contains("65536"));
+    assert!(get_reason(&by_body, &poison[4].1).contains("is in the future"));
     // The good events after the poison were all processed, none of them late.
     assert!(f.read("late-events").is_empty(), "{}", f.log("p"));
     assert_same(&f.outputs(), &want);
