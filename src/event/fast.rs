@@ -2,13 +2,15 @@
 //! than building a `serde_json::Value` tree and running the JSON Schema validator over it.
 //!
 //! It accepts a line only when it can prove that the schema accepts it too: the envelope is
-//! parsed into typed fields (unknown keys refused), the payload straight into its typed
-//! struct, and the payload's schema constraints are checked on the typed values. Those
+//! parsed into typed fields (unknown keys refused, and a key given twice, as the validator's
+//! reader refuses it), the payload straight into its typed struct (both from JSON objects
+//! only), and the payload's schema constraints are checked on the typed values. Those
 //! constraints are read from the same generated schema the validator uses, when the decoder
 //! is built; an event type whose payload schema uses any keyword this module does not check
 //! (e.g. `pattern`, `$ref`) never takes the fast path. Anything the fast path does not accept
 //! goes to the full validator, which decides and words the error: the fast path can make
-//! decoding quicker, never different (a property test checks that).
+//! decoding quicker, never different: `Decoder::compare_paths` states what "the same" means,
+//! and a property test (`paths_agree.rs`) and the `decode` fuzz target hold this path to it.
 
 use std::borrow::Cow;
 
@@ -16,12 +18,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value as Json;
 
+use super::json::struct_from_str;
+use super::plausible::identifier_problem;
+use super::schema::{IDENTIFIER_MAX_CHARS, IDENTIFIER_MIN_CHARS};
 use super::{event_envelope_schema, Event, EventData, EventTime, EventType, Value};
-
-/// The envelope's length limits on `id`, `user_id` and `source` (in characters, as JSON
-/// Schema counts them).
-const ENVELOPE_MIN_CHARS: usize = 1;
-const ENVELOPE_MAX_CHARS: usize = 256;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,11 +73,14 @@ impl FastPath {
         // which made the envelope a third faster than `from_slice` (invalid UTF-8 goes to the
         // full validator either way).
         let line = std::str::from_utf8(line).ok()?;
-        let envelope: Envelope<'_> = serde_json::from_str(line).ok()?;
+        let envelope: Envelope<'_> = struct_from_str(line).ok()?;
         let ty = EventType::from_name(&envelope.event_type)?;
         let checks = self.checks(ty)?;
+        // The envelope schema's constraints on these three (a test pins them).
         for text in [&envelope.id, &envelope.user_id, &envelope.source] {
-            if !chars_within(text, Some(ENVELOPE_MIN_CHARS), Some(ENVELOPE_MAX_CHARS)) {
+            if !chars_within(text, Some(IDENTIFIER_MIN_CHARS), Some(IDENTIFIER_MAX_CHARS))
+                || identifier_problem(text).is_some()
+            {
                 return None;
             }
         }
@@ -101,7 +104,7 @@ impl FastPath {
         })
     }
 
-    #[cfg(test)]
+    /// Whether events of `ty` can take this path.
     pub(super) fn handles(&self, ty: EventType) -> bool {
         self.checks(ty).is_some()
     }
@@ -201,7 +204,7 @@ fn field_type_matches(ty: EventType, index: usize, schema_type: &Json, required:
 /// RFC 3339 in its plainest form, `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` with seconds
 /// 00–59 and an offset within ±23:59: a form every RFC 3339 reader agrees on. Other forms
 /// (lower-case `t`/`z`, a space, leap seconds) go to the full validator.
-fn plain_rfc3339(text: &str) -> bool {
+pub(super) fn plain_rfc3339(text: &str) -> bool {
     let b = text.as_bytes();
     let digits = |range: std::ops::Range<usize>| {
         b.get(range.clone())
@@ -260,6 +263,38 @@ mod tests {
                 fast.checks(ty).map(<[_]>::to_vec),
                 field_checks(ty),
                 "{ty:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_envelope_constraints_checked_here_are_the_schemas() {
+        use super::super::plausible::IDENTIFIER_PATTERN;
+        for &ty in EventType::ALL {
+            let schema = event_envelope_schema(ty);
+            for key in ["id", "user_id", "source"] {
+                let mut property = schema["properties"][key].clone();
+                if let Some(p) = property.as_object_mut() {
+                    p.remove("description");
+                }
+                assert_eq!(
+                    property,
+                    serde_json::json!({
+                        "type": "string",
+                        "minLength": IDENTIFIER_MIN_CHARS,
+                        "maxLength": IDENTIFIER_MAX_CHARS,
+                        "pattern": IDENTIFIER_PATTERN,
+                    }),
+                    "{ty:?} {key}"
+                );
+            }
+            let mut time = schema["properties"]["time"].clone();
+            if let Some(t) = time.as_object_mut() {
+                t.remove("description");
+            }
+            assert_eq!(
+                time,
+                serde_json::json!({"type": "string", "format": "date-time"})
             );
         }
     }

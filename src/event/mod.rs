@@ -3,16 +3,24 @@
 //! An event arrives as one JSON object, either bare
 //! (`{"id","user_id","type","source","time","data":{…}}`) or wrapped as a CloudEvents 1.0
 //! structured event (`subject` carries the user id). [`Decoder`] validates every line against
-//! the JSON Schema of its type (compiled once) before decoding it into an [`Event`].
+//! the JSON Schema of its type (compiled once) before decoding it into an [`Event`], then
+//! checks what no schema can express ([`plausible`]: across fields, against the calendar).
+//! The common bare event takes a fast path that must decide exactly as the validator does;
+//! [`Decoder::compare_paths`] is the oracle the property tests and the fuzzer hold it to.
 
 mod decode;
 mod fast;
+mod json;
+#[cfg(test)]
+mod paths_agree;
+pub mod plausible;
 mod schema;
 mod time;
 mod types;
 mod value;
 
 pub use decode::{DecodeError, Decoder, DEFAULT_MAX_LINE_BYTES};
+pub use json::MAX_NESTING;
 pub use schema::{event_envelope_schema, event_union_schema};
 pub use time::{day_to_string, EventTime, DAY_MS};
 pub use types::*;

@@ -2,7 +2,12 @@
 
 use serde_json::{json, Map, Value as Json};
 
+use super::plausible::IDENTIFIER_PATTERN;
 use super::EventType;
+
+/// The length limits of `id`, `user_id` and `source`, in characters (as JSON Schema counts).
+pub(super) const IDENTIFIER_MIN_CHARS: usize = 1;
+pub(super) const IDENTIFIER_MAX_CHARS: usize = 256;
 
 const DRAFT: &str = "https://json-schema.org/draft/2020-12/schema";
 
@@ -28,15 +33,13 @@ pub fn event_envelope_schema(ty: EventType) -> Json {
         "additionalProperties": false,
         "required": ["id", "user_id", "type", "source", "time", "data"],
         "properties": {
-            "id": {"type": "string", "minLength": 1, "maxLength": 256,
-                   "description": "Producer-assigned id, unique per source."},
-            "user_id": {"type": "string", "minLength": 1, "maxLength": 256,
-                        "description": "The user the event belongs to (the default rule key)."},
+            "id": identifier("Producer-assigned id, unique per source."),
+            "user_id": identifier("The user the event belongs to (the default rule key)."),
             "type": {"const": ty.name()},
-            "source": {"type": "string", "minLength": 1, "maxLength": 256,
-                       "description": "Where the event came from, e.g. \"whoop\"."},
+            "source": identifier("Where the event came from, e.g. \"whoop\"."),
             "time": {"type": "string", "format": "date-time",
-                     "description": "RFC 3339 with UTC offset; for nightly metrics, when the sleep ended."},
+                     "description": "RFC 3339 with UTC offset, not before 2000-01-01T00:00:00Z; \
+                                     for nightly metrics, when the sleep ended."},
             "data": data,
         }
     });
@@ -44,6 +47,17 @@ pub fn event_envelope_schema(ty: EventType) -> Json {
         schema["$defs"] = defs;
     }
     schema
+}
+
+/// The schema of `id`, `user_id` and `source`.
+fn identifier(description: &str) -> Json {
+    json!({
+        "type": "string",
+        "minLength": IDENTIFIER_MIN_CHARS,
+        "maxLength": IDENTIFIER_MAX_CHARS,
+        "pattern": IDENTIFIER_PATTERN,
+        "description": format!("{description} Not blank; no control characters."),
+    })
 }
 
 /// One schema accepting any bare input event (a `oneOf` keyed by `type`), for consumers.

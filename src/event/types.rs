@@ -8,6 +8,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::json::{struct_from_str, ObjectOnly};
 use super::value::{FieldValue, Value, ValueType};
 use super::EventTime;
 
@@ -102,20 +103,19 @@ macro_rules! event_types {
                 }
             }
 
-            /// Decodes a payload of the given type.
+            /// Decodes a payload of the given type (from a JSON object only, never an array).
             pub fn from_json(ty: EventType, data: serde_json::Value) -> serde_json::Result<EventData> {
-                Ok(match ty { $(EventType::$variant => EventData::$variant(serde_json::from_value(data)?)),* })
+                Ok(match ty { $(EventType::$variant => EventData::$variant($data::deserialize(ObjectOnly(data))?)),* })
             }
 
-            /// Decodes a payload of the given type from a borrowed JSON value.
+            /// Decodes a payload of the given type from a borrowed JSON value (an object).
             pub fn from_json_ref(ty: EventType, data: &serde_json::Value) -> serde_json::Result<EventData> {
-                use serde::Deserialize;
-                Ok(match ty { $(EventType::$variant => EventData::$variant($data::deserialize(data)?)),* })
+                Ok(match ty { $(EventType::$variant => EventData::$variant($data::deserialize(ObjectOnly(data))?)),* })
             }
 
-            /// Decodes a payload of the given type from its JSON text.
+            /// Decodes a payload of the given type from its JSON text (an object).
             pub fn from_json_str(ty: EventType, text: &str) -> serde_json::Result<EventData> {
-                Ok(match ty { $(EventType::$variant => EventData::$variant(serde_json::from_str(text)?)),* })
+                Ok(match ty { $(EventType::$variant => EventData::$variant(struct_from_str(text)?)),* })
             }
 
             pub fn to_json(&self) -> serde_json::Value {
@@ -151,13 +151,13 @@ event_types! {
     }
     /// One sleep episode (Open mHealth / IEEE 1752.1 sleep-episode); `time` is when it ended.
     SleepEpisode = "sleep_episode", BiometricUpdates, SleepEpisodeData {
-        /// When the episode began (sleep onset), with its offset.
+        /// When the episode began (sleep onset), with its offset: not after `time`, nor before 2000.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sleep_onset: Option<EventTime>,
         /// Total sleep time, min.
         #[schemars(range(min = 0, max = 1440))]
         total_sleep_time: f64,
-        /// Time in bed, min, when known.
+        /// Time in bed, min, when known: at least `total_sleep_time`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schemars(range(min = 0, max = 1440))]
         time_in_bed: Option<f64>,
@@ -173,8 +173,9 @@ event_types! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schemars(range(min = 0, max = 1440))]
         wake_after_sleep_onset: Option<f64>,
-        /// Number of awakenings, when known.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// Number of awakenings, when known: a whole number (`3`, `3.0` and `3e0` alike).
+        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole_number")]
+        #[schemars(schema_with = "awakenings_schema")]
         number_of_awakenings: Option<u32>,
         /// Whether this is the main sleep of the night, when known.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -261,4 +262,79 @@ event_types! {
         #[schemars(range(min = 0, max = 100))]
         battery: Option<f64>,
     }
+}
+
+/// The most awakenings a sleep episode may report: one a minute for a whole day.
+const MAX_AWAKENINGS: u32 = 1440;
+
+/// `number_of_awakenings`'s schema. `anyOf` rather than `"type": ["integer", "null"]`: the
+/// validator counts `3.0` as an integer only under a single `type`, and JSON Schema says `3.0`
+/// is one. The maximum keeps every valid value within `u32`.
+fn awakenings_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "anyOf": [
+            {"type": "integer", "minimum": 0, "maximum": MAX_AWAKENINGS},
+            {"type": "null"},
+        ]
+    })
+}
+
+/// A count as JSON Schema reads an integer: any number with no fractional part, however it is
+/// written (`3`, `3.0`, `3e0`, `-0`), within `0..=MAX_AWAKENINGS`; `null` is unknown.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::{Error, Unexpected, Visitor};
+    use std::fmt;
+
+    struct Whole;
+
+    impl Whole {
+        fn check<E: Error>(n: f64, unexpected: Unexpected<'_>) -> Result<Option<u32>, E> {
+            if n.fract() == 0.0 && (0.0..=f64::from(MAX_AWAKENINGS)).contains(&n) {
+                // Exact: a whole number within 0..=1440.
+                Ok(Some(n as u32))
+            } else {
+                Err(E::invalid_value(unexpected, &Whole))
+            }
+        }
+    }
+
+    impl<'de> Visitor<'de> for Whole {
+        type Value = Option<u32>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a whole number from 0 to {MAX_AWAKENINGS}, or null")
+        }
+
+        fn visit_u64<E: Error>(self, v: u64) -> Result<Self::Value, E> {
+            match u32::try_from(v) {
+                Ok(n) if n <= MAX_AWAKENINGS => Ok(Some(n)),
+                _ => Err(E::invalid_value(Unexpected::Unsigned(v), &self)),
+            }
+        }
+
+        fn visit_i64<E: Error>(self, v: i64) -> Result<Self::Value, E> {
+            match u64::try_from(v) {
+                Ok(v) => self.visit_u64(v),
+                Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &self)),
+            }
+        }
+
+        fn visit_f64<E: Error>(self, v: f64) -> Result<Self::Value, E> {
+            Whole::check(v, Unexpected::Float(v))
+        }
+
+        fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E: Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    d.deserialize_option(Whole)
 }

@@ -39,10 +39,13 @@
 //! - A row without a wake onset that still has metric values is reported; a placeholder row
 //!   with no metric values (a cycle without a recorded sleep) is skipped silently, since there
 //!   is nothing to lose.
-//! - A row whose timezone or wake onset cannot be parsed is reported and skipped whole.
+//! - A row whose timezone or wake onset cannot be parsed, or whose wake onset is before 2000
+//!   (the decoder refuses such times), is reported and skipped whole.
 //! - A value that is not a number, or lies outside the range the event schema allows (read from
 //!   the schemas themselves, so the two cannot drift), is reported and left out: the whole event
-//!   for a required field, just that field for an optional field of the sleep episode.
+//!   for a required field, just that field for an optional field of the sleep episode. So is
+//!   a sleep onset after the wake onset (or before 2000), and an in-bed duration shorter than
+//!   the asleep duration: the decoder refuses such episodes.
 //! - A row with the same wake onset as an earlier row is reported as a duplicate (concatenated
 //!   exports overlap); the first one wins.
 //! - A row marked as a nap (a "Nap" column, as in `sleeps.csv`) is reported and skipped: a nap
@@ -64,6 +67,7 @@ use chrono::{FixedOffset, NaiveDateTime};
 use thiserror::Error;
 
 use super::{check_user_id, UserIdError, MAX_USER_ID_CHARS};
+use crate::event::plausible::check_time;
 use crate::event::{
     BodyTemperatureData, Event, EventData, EventTime, EventType, HeartRateVariabilityData,
     OxygenSaturationData, RespiratoryRateData, RestingHeartRateData, SleepEpisodeData,
@@ -543,6 +547,13 @@ impl RowConverter<'_> {
                 self.columns.header(Col::WakeOnset)
             )
         })?;
+        // The decoder refuses such times; a row dated before 2000 is a corrupt export.
+        check_time("wake onset", &wake_onset).map_err(|_| {
+            format!(
+                "{} {wake_text:?} is before 2000-01-01; row not imported",
+                self.columns.header(Col::WakeOnset)
+            )
+        })?;
 
         let mut night = Night {
             wake_onset,
@@ -591,8 +602,30 @@ impl RowConverter<'_> {
             value(Col::Asleep, sleep, "total_sleep_time"),
         ) {
             const LEFT_OUT: &str = "left out of the sleep episode";
-            let sleep_onset = noted(notes, LEFT_OUT, self.time(&row, Col::SleepOnset, offset));
-            let time_in_bed = noted(notes, LEFT_OUT, value(Col::InBed, sleep, "time_in_bed"));
+            // What the decoder checks across fields: the episode starts before it ends, and no
+            // one sleeps longer than they are in bed.
+            let onset = self.time(&row, Col::SleepOnset, offset).and_then(|onset| {
+                let header = self.columns.header(Col::SleepOnset);
+                match onset {
+                    Some(t) if t.0 > wake_onset.0 => {
+                        Err(format!("{header} {t} is after the wake onset {wake_onset}"))
+                    }
+                    Some(t) if check_time("sleep onset", &t).is_err() => {
+                        Err(format!("{header} {t} is before 2000-01-01"))
+                    }
+                    other => Ok(other),
+                }
+            });
+            let sleep_onset = noted(notes, LEFT_OUT, onset);
+            let in_bed = value(Col::InBed, sleep, "time_in_bed").and_then(|in_bed| match in_bed {
+                Some(minutes) if minutes < total_sleep_time => Err(format!(
+                    "{} {minutes} is less than the {} {total_sleep_time}",
+                    self.columns.header(Col::InBed),
+                    self.columns.header(Col::Asleep)
+                )),
+                other => Ok(other),
+            });
+            let time_in_bed = noted(notes, LEFT_OUT, in_bed);
             let efficiency = noted(
                 notes,
                 LEFT_OUT,
@@ -1249,6 +1282,54 @@ mod tests {
             sleep.sleep_onset.map(|t| t.to_rfc3339()).as_deref(),
             Some("2024-06-01T23:00:00+02:00")
         );
+    }
+
+    #[test]
+    fn only_episodes_the_decoder_accepts_are_imported() {
+        let import = import(&csv(&[
+            // Asleep 400 min but in bed 380: the in-bed duration is left out.
+            "2024-05-01 23:00:00,,UTC+02:00,52,70,,,2024-05-01 23:00:00,2024-05-02 07:00:00,,400,380,,",
+            // Sleep onset after the wake onset: the onset is left out.
+            "2024-05-02 23:00:00,,UTC+02:00,52,70,,,2024-05-03 08:00:00,2024-05-03 07:00:00,,400,420,,",
+            // Woke in 1999: the row is not imported.
+            "1999-05-02 23:00:00,,UTC+02:00,52,70,,,1999-05-02 23:00:00,1999-05-03 07:00:00,,400,420,,",
+        ]));
+        let sleeps = of_type(&import, EventType::SleepEpisode);
+        assert_eq!(sleeps.len(), 2);
+        let (EventData::SleepEpisode(first), EventData::SleepEpisode(second)) =
+            (&sleeps[0].data, &sleeps[1].data)
+        else {
+            panic!("expected sleep episodes: {sleeps:?}");
+        };
+        assert_eq!((first.time_in_bed, first.total_sleep_time), (None, 400.0));
+        assert!(first.sleep_onset.is_some());
+        assert_eq!(
+            (second.sleep_onset, second.time_in_bed),
+            (None, Some(420.0))
+        );
+        let reasons: Vec<&str> = import
+            .skipped_rows
+            .iter()
+            .map(|(_, r)| r.as_str())
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "In bed duration (min) 380 is less than the Asleep duration (min) 400; left out \
+                 of the sleep episode",
+                "Sleep onset 2024-05-03T08:00:00+02:00 is after the wake onset \
+                 2024-05-03T07:00:00+02:00; left out of the sleep episode",
+                "Wake onset \"1999-05-03 07:00:00\" is before 2000-01-01; row not imported",
+            ],
+            "{:?}",
+            import.skipped_rows
+        );
+        let decoder = Decoder::new();
+        for event in &import.events {
+            if let Err(e) = decoder.decode_value(event.to_json()) {
+                panic!("{}: {e}", event.id);
+            }
+        }
     }
 
     #[test]
