@@ -63,7 +63,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use chrono::{FixedOffset, NaiveDateTime};
+use chrono::{FixedOffset, NaiveDateTime, Timelike};
 use thiserror::Error;
 
 use super::{check_user_id, UserIdError, MAX_USER_ID_CHARS};
@@ -819,7 +819,10 @@ fn parse_local_time(text: &str, offset: FixedOffset) -> Option<EventTime> {
     let text = text.trim().replacen('T', " ", 1);
     let naive = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M"]
         .iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(&text, format).ok())?;
+        .find_map(|format| NaiveDateTime::parse_from_str(&text, format).ok())
+        // chrono reads second 60 as a leap second in any minute; RFC 3339 allows one only at
+        // 23:59:60 UTC, so the decoder refuses the event time it would give. WHOOP writes none.
+        .filter(|naive| naive.nanosecond() < 1_000_000_000)?;
     naive.and_local_timezone(offset).single().map(EventTime)
 }
 
@@ -1282,6 +1285,37 @@ mod tests {
             sleep.sleep_onset.map(|t| t.to_rfc3339()).as_deref(),
             Some("2024-06-01T23:00:00+02:00")
         );
+    }
+
+    #[test]
+    fn second_60_is_not_a_time() {
+        // Found by the whoop_import fuzz target: the event time 06:00:60-04:00 was refused by
+        // the decoder ("is not a date-time").
+        let import = import(&csv(&[
+            "2022-11-07 22:10:00,,UTC-04:00,48,120,33.50,96.00,2022-11-07 22:10:00,2022-11-08 06:00:60,15.0,410,430,20,95",
+            "2022-11-08 22:10:00,,UTC-04:00,48,120,33.50,96.00,2022-11-08 22:10:60,2022-11-09 06:00:00,15.0,410,430,20,95",
+        ]));
+        let reasons: Vec<&str> = import
+            .skipped_rows
+            .iter()
+            .map(|(_, r)| r.as_str())
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "Wake onset \"2022-11-08 06:00:60\" is not a date and time \
+                 (YYYY-MM-DD HH:MM[:SS]); row not imported",
+                "Sleep onset \"2022-11-08 22:10:60\" is not a date and time; left out of the \
+                 sleep episode",
+            ]
+        );
+        assert_eq!(import.events.len(), 6);
+        let decoder = Decoder::new();
+        for event in &import.events {
+            if let Err(e) = decoder.decode(event.to_json().to_string().as_bytes()) {
+                panic!("{}: {e}", event.id);
+            }
+        }
     }
 
     #[test]
