@@ -256,6 +256,8 @@ struct Record {
     has_payload: bool,
     /// `None` until the task's thread has decoded the record.
     decoded: Option<Result<Event, String>>,
+    /// Dead-lettered for an event time in the future (counted apart).
+    future: bool,
     /// Where the record sorts in its task's merge: its event time, or the earliest possible
     /// time for a record that only goes to the dead-letter topic. Set when decoded.
     merge_time: i64,
@@ -281,6 +283,7 @@ impl Record {
             key_len,
             has_payload: payload.is_some(),
             decoded: None,
+            future: false,
             merge_time: i64::MIN,
         }
     }
@@ -1294,8 +1297,19 @@ impl Task {
     /// Decodes what arrived since the last pass, then processes every record the merge allows;
     /// with `drain`, moves the state changes into the output too.
     fn process_ready(&mut self, context: &TaskContext<'_>, drain: bool) -> anyhow::Result<()> {
+        let max_skew = self.engine.config().max_future_skew_ms;
         for (input, mut record) in self.incoming.drain(..) {
-            let decoded = decode(context.decoder, record.payload(), context.max_message_bytes);
+            let mut decoded = decode(context.decoder, record.payload(), context.max_message_bytes);
+            // Here, not when processed: an event dated in the future must not hold its
+            // partition back in the merge (every other user's events would be late behind it).
+            if let Some(reason) = decoded
+                .as_ref()
+                .ok()
+                .and_then(|e| future_reason(e, context.now_ms, max_skew))
+            {
+                decoded = Err(reason);
+                record.future = true;
+            }
             record.merge_time = decoded.as_ref().map_or(i64::MIN, |e| e.time.millis());
             record.decoded = Some(decoded);
             let slot = &mut self.inputs[input];
@@ -1348,20 +1362,12 @@ impl Task {
     ) -> anyhow::Result<()> {
         let source = &context.topics.inputs[input];
         let out = &mut self.out;
-        let max_skew = self.engine.config().max_future_skew_ms;
-        let (event, future) = match record.decoded.take() {
-            Some(Ok(event)) => match future_reason(&event, context.now_ms, max_skew) {
-                None => (Ok(event), false),
-                Some(reason) => (Err(reason), true),
-            },
-            Some(Err(reason)) => (Err(reason), false),
+        let event = match record.decoded.take() {
+            Some(Ok(event)) => event,
             None => return Err(anyhow!("a record was processed before it was decoded")),
-        };
-        let event = match event {
-            Ok(event) => event,
-            Err(reason) => {
+            Some(Err(reason)) => {
                 out.counts.dead_lettered += 1;
-                if future {
+                if record.future {
                     out.tally.future(input);
                 } else {
                     out.tally.invalid(input);
