@@ -172,7 +172,9 @@ fn main() {
             peak_mib,
             peak as f64 / users as f64,
             scenario.target_mib,
-            if peak_mib <= scenario.target_mib {
+            if users < 1_000_000 {
+                "no verdict below 1 M users"
+            } else if peak_mib <= scenario.target_mib {
                 "met"
             } else {
                 "NOT met"
