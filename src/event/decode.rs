@@ -597,6 +597,35 @@ mod tests {
     }
 
     #[test]
+    fn a_number_decodes_to_the_double_nearest_its_text() {
+        // Found by the whoop_import fuzz target: serde_json's default float parsing may land one
+        // unit in the last place away, so 95.76666666666667 (the shortest text of a double)
+        // read back as 95.76666666666668, and an event did not survive its own JSON.
+        let d = decoder();
+        for text in [
+            "95.76666666666667",
+            "1.3000000000000003",
+            "61.000000000000014",
+            "1e2",
+        ] {
+            let Ok(exact) = text.parse::<f64>() else {
+                panic!("{text} is not a number");
+            };
+            for line in [
+                HR.replace(":61}", &format!(":{text}}}")),
+                HR.replace("\"heart_rate\",", "\"oxygen_saturation\",")
+                    .replace(
+                        "{\"heart_rate\":61}",
+                        &format!("{{\"oxygen_saturation\":{text}}}"),
+                    ),
+            ] {
+                let event = accepted(&d, &line);
+                assert_eq!(event.data.field(0).as_num(), Some(exact), "{line}");
+            }
+        }
+    }
+
+    #[test]
     fn reasons_name_what_is_wrong() {
         let d = decoder();
         let with_rate = |rate: &str| HR.replace(":61}", &format!(":{rate}}}"));

@@ -534,6 +534,24 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Any double, as Rust writes it (shortest text, plain or with an exponent), decodes to
+    /// itself in both paths: what Vigil writes, it reads back unchanged.
+    #[test]
+    fn a_number_decodes_to_itself(value in 1.0f64..=400.0, exponent in any::<bool>()) {
+        let text = if exponent { format!("{value:e}") } else { format!("{value}") };
+        let line = format!(
+            r#"{{"id":"e","user_id":"u","type":"heart_rate","source":"s","time":"2024-05-01T07:00:00Z","data":{{"heart_rate":{text}}}}}"#
+        );
+        match DECODER.compare_paths(line.as_bytes()) {
+            Ok(Some(event)) => prop_assert_eq!(event.data.field(0).as_num(), Some(value)),
+            other => prop_assert!(false, "{}: {:?}", line, other),
+        }
+    }
+}
+
 /// The generator's lines fall on all three sides often enough for the property to bite:
 /// taken by the fast path, accepted only by the validator, and refused.
 #[test]

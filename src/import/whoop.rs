@@ -1288,6 +1288,23 @@ mod tests {
     }
 
     #[test]
+    fn imported_values_survive_their_own_json() {
+        // Found by the whoop_import fuzz target: this SpO2 parses (correctly rounded) to
+        // 95.76666666666667, whose JSON the decoder read back as 95.76666666666668.
+        let import = import(&csv(&[
+            "2022-11-10 00:00:50,,UTC-05:00,42,127,34.21,95.766666666666666666666666666666666666666666666666666666666666666666660,2022-11-10 00:00:50,2022-11-10 06:55:10,14.4,372,414,42,90",
+        ]));
+        assert_eq!(import.events.len(), 6);
+        let decoder = Decoder::new();
+        for event in &import.events {
+            match decoder.decode(event.to_json().to_string().as_bytes()) {
+                Ok(decoded) => assert_eq!(&decoded, event),
+                Err(e) => panic!("{}: {e}", event.id),
+            }
+        }
+    }
+
+    #[test]
     fn second_60_is_not_a_time() {
         // Found by the whoop_import fuzz target: the event time 06:00:60-04:00 was refused by
         // the decoder ("is not a date-time").
