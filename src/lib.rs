@@ -25,6 +25,9 @@
 //!   and the background writer that keeps it without ever holding up the engine;
 //! - [`health`]: `vigil health`, the staged readiness checks (configuration, rules, Kafka,
 //!   the history database, Redis) and their report;
+//! - [`status`]: the state instances share and downstream services read — each user's status
+//!   (alerts firing, baselines, last event time), silences, cooldown and dedup keys — in Redis
+//!   or, embedded, in the process;
 //! - [`telemetry`]: what a running Vigil tells operators — the metrics (declared in one
 //!   struct), readiness conditions and liveness, the HTTP listener (`/metrics`, `/healthz`,
 //!   `/readyz`), structured logs with `tracing`;
@@ -41,7 +44,7 @@ pub mod io;
 pub mod kafka;
 pub mod rules;
 pub mod schema;
-pub mod shared;
 pub mod simulate;
+pub mod status;
 pub mod telemetry;
 pub mod testing;

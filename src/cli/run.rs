@@ -20,8 +20,8 @@ use crate::io::pipeline::{self, RunHooks, Sinks};
 use crate::kafka::history_sink::HistorySink;
 use crate::kafka::stream::{self, StreamOptions, StreamStatus};
 use crate::rules::{load_rules, RuleSet};
-use crate::shared::buffer::{silence_for, StatusBuffer};
-use crate::shared::{SharedOptions, SharedState};
+use crate::status::buffer::{silence_for, StatusBuffer};
+use crate::status::{StatusOptions, StatusStore};
 use crate::telemetry::http::{Endpoints, HttpServer};
 use crate::telemetry::{self, Check};
 
@@ -254,7 +254,7 @@ struct EmbeddedHooks<'a> {
     history: Option<&'a HistoryWriter>,
     unstored: u64,
     buffer: StatusBuffer,
-    shared: &'a SharedState,
+    shared: &'a StatusStore,
     events_since_hand_over: usize,
 }
 
@@ -305,12 +305,12 @@ fn start_shared(
     args: &RunArgs,
     history: Option<&str>,
     engine: &EngineConfig,
-) -> anyhow::Result<SharedState> {
+) -> anyhow::Result<StatusStore> {
     let config = match super::load_config(args.config.as_deref()) {
         Ok(c) => c,
         Err(_) => anyhow::bail!("invalid configuration"),
     };
-    let shared = SharedState::start(SharedOptions {
+    let shared = StatusStore::start(StatusOptions {
         redis_url: config.redis.url,
         key_prefix: config.redis.key_prefix,
         silence_database: history.map(str::to_string),
@@ -323,7 +323,7 @@ fn start_shared(
 }
 
 /// Says what the shared state could not write before the run ended.
-fn warn_unwritten(status: &crate::shared::SharedStatus) {
+fn warn_unwritten(status: &crate::status::StoreStatus) {
     if status.queued_outputs + status.queued_users > 0 {
         eprintln!(
             "warning: shared state ({}): {} outputs and {} users' last event times not written{}",

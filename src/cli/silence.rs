@@ -1,5 +1,5 @@
 //! `vigil silence add|list|remove`: silences that every `vigil run` instance honours (see
-//! [`crate::shared::silence`] for what a silence covers).
+//! [`crate::status::silence`] for what a silence covers).
 //!
 //! Silences live in Redis when `redis.url` is set (or `--redis URL`), so every instance sees
 //! them; otherwise in the history database, which is what the embedded `vigil run` reads.
@@ -15,9 +15,9 @@ use super::Open;
 use crate::history::{redact_url, HistoryStore};
 use crate::rules::expr::closest;
 use crate::rules::load_rules;
-use crate::shared::db_silences;
-use crate::shared::redis_store::RedisStore;
-use crate::shared::silence::{show_time, Silence};
+use crate::status::db_silences;
+use crate::status::redis_store::RedisStore;
+use crate::status::silence::{show_time, Silence};
 
 #[derive(Args, Debug)]
 pub struct SilenceArgs {

@@ -43,8 +43,8 @@ use crate::engine::{Disposition, Engine, EngineConfig, OutputEvent, RestoreError
 use crate::event::{DecodeError, Decoder, Event};
 use crate::io::admit::{future_reason, SystemClock, WallClock};
 use crate::rules::{RuleKind, RuleSet};
-use crate::shared::buffer::{silence_for, StatusBuffer};
-use crate::shared::SharedState;
+use crate::status::buffer::{silence_for, StatusBuffer};
+use crate::status::StatusStore;
 use crate::telemetry::{self, Check, InputCounters, Readiness, Tally};
 
 /// Largest payload copied whole to the dead-letter or late-events topic: under the broker's
@@ -62,7 +62,7 @@ pub struct StreamOptions {
     /// Set by SIGINT/SIGTERM: finish and commit the open transaction, then return.
     pub stop: Arc<AtomicBool>,
     /// Silences to honour and the status to keep (Redis, or in process).
-    pub shared: Option<Arc<SharedState>>,
+    pub shared: Option<Arc<StatusStore>>,
     /// What the loop tells readiness (see [`StreamStatus::register`]).
     pub status: Arc<StreamStatus>,
 }
@@ -411,7 +411,7 @@ impl Batch {
 struct TaskContext<'a> {
     decoder: &'a Decoder,
     topics: &'a OutTopics,
-    shared: Option<&'a SharedState>,
+    shared: Option<&'a StatusStore>,
     counters: &'a InputCounters,
     max_message_bytes: usize,
     max_task_idle_ms: i64,

@@ -7,14 +7,14 @@ use chrono::Utc;
 use rustc_hash::FxHashMap;
 
 use super::silence::Silence;
-use super::status::{cooldowns, StatusOutput};
-use super::SharedState;
+use super::user::{cooldowns, StatusOutput};
+use super::StatusStore;
 use crate::engine::{AlertState, OutputEvent};
 use crate::rules::{RuleKind, RuleSet};
 
 /// The silence keeping `output` off the alerts output, from the latest silences `shared` has
 /// read: only firings are looked up, and they are rare next to events.
-pub fn silence_for(shared: &SharedState, output: &OutputEvent) -> Option<Silence> {
+pub fn silence_for(shared: &StatusStore, output: &OutputEvent) -> Option<Silence> {
     if output.data.kind != RuleKind::Alert || output.data.state != Some(AlertState::Firing) {
         return None;
     }
@@ -71,7 +71,7 @@ impl StatusBuffer {
         self.outputs.append(&mut other.outputs);
     }
 
-    pub fn hand_to(&mut self, shared: &SharedState) {
+    pub fn hand_to(&mut self, shared: &StatusStore) {
         let touched = self.touched.drain().collect();
         shared.send(touched, std::mem::take(&mut self.outputs));
     }

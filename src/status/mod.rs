@@ -2,10 +2,10 @@
 //! firing, latest baselines, last event time), silences, and cooldown and dedup keys.
 //!
 //! With `redis.url` set it lives in Redis (key layout: [`keys`], `docs/redis.md`); without it
-//! (the embedded default) the same behaviour runs in process ([`status::LocalStatus`]) and
+//! (the embedded default) the same behaviour runs in process ([`user::LocalStatus`]) and
 //! silences are kept in the history database ([`db_silences`]).
 //!
-//! The engine never waits for any of it. [`SharedState`] runs on a thread of its own: the run
+//! The engine never waits for any of it. [`StatusStore`] runs on a thread of its own: the run
 //! loop hands it each batch's last event times and outputs, and reads the silences from a
 //! snapshot that thread refreshes every [`SILENCE_REFRESH`]. While Redis is away, status
 //! writes queue (last event times coalesced per user, outputs in order) and are retried with
@@ -16,7 +16,7 @@ pub mod db_silences;
 pub mod keys;
 pub mod redis_store;
 pub mod silence;
-pub mod status;
+pub mod user;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -31,7 +31,7 @@ use crate::telemetry::metrics::Dependency;
 use crate::telemetry::Check;
 use redis_store::RedisStore;
 use silence::SilenceSet;
-use status::{LocalStatus, StatusOutput, UserStatus};
+use user::{LocalStatus, StatusOutput, UserStatus};
 
 /// How often every instance reads the silences again: a new silence is honoured everywhere
 /// within about this long.
@@ -52,7 +52,7 @@ const LAST_RETRY: Duration = Duration::from_secs(30);
 
 /// Why the shared state could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum SharedError {
+pub enum StatusError {
     #[error("redis.url: {0}")]
     BadUrl(redis::RedisError),
     #[error("cannot start the shared-state thread: {0}")]
@@ -61,7 +61,7 @@ pub enum SharedError {
 
 /// Where the shared state lives and how long each Redis call may take.
 #[derive(Clone, Debug)]
-pub struct SharedOptions {
+pub struct StatusOptions {
     pub redis_url: Option<String>,
     pub key_prefix: String,
     /// Without Redis: the history database the silences are read from (`None`: no silences).
@@ -77,7 +77,7 @@ pub struct SharedOptions {
 
 /// What health checks, `/readyz` and metrics read.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct SharedStatus {
+pub struct StoreStatus {
     /// `redis` or `in-process`.
     pub backend: &'static str,
     /// The last call to the store succeeded.
@@ -93,7 +93,7 @@ pub struct SharedStatus {
     pub last_error: Option<String>,
 }
 
-impl SharedStatus {
+impl StoreStatus {
     /// What `/readyz` says of it: Redis away is degraded, not unready, since the engine goes
     /// on and the status catches up.
     pub fn readiness(&self) -> Check {
@@ -126,23 +126,23 @@ enum Store {
 }
 
 /// The running shared state (see the module documentation).
-pub struct SharedState {
+pub struct StatusStore {
     sender: Option<mpsc::Sender<Message>>,
     silences: Arc<RwLock<Arc<SilenceSet>>>,
-    status: Arc<Mutex<SharedStatus>>,
+    status: Arc<Mutex<StoreStatus>>,
     local: Option<Arc<Mutex<LocalStatus>>>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl SharedState {
+impl StatusStore {
     /// Starts the thread, after one attempt to read the silences (so the first events
     /// already honour them). An unreachable store is not an error: it is retried.
-    pub fn start(options: SharedOptions) -> Result<SharedState, SharedError> {
+    pub fn start(options: StatusOptions) -> Result<StatusStore, StatusError> {
         let (store, local) = match &options.redis_url {
             Some(url) => (
                 Store::Redis(Box::new(
                     RedisStore::new(url, &options.key_prefix, options.timeout)
-                        .map_err(SharedError::BadUrl)?,
+                        .map_err(StatusError::BadUrl)?,
                 )),
                 None,
             ),
@@ -155,14 +155,14 @@ impl SharedState {
                 (Store::Local(Arc::clone(&local)), Some(local))
             }
         };
-        let status = Arc::new(Mutex::new(SharedStatus {
+        let status = Arc::new(Mutex::new(StoreStatus {
             backend: if local.is_some() {
                 "in-process"
             } else {
                 "redis"
             },
             reachable: local.is_some(),
-            ..SharedStatus::default()
+            ..StoreStatus::default()
         }));
         let silences = Arc::new(RwLock::new(Arc::new(SilenceSet::default())));
         let mut worker = Worker {
@@ -181,8 +181,8 @@ impl SharedState {
         let thread = std::thread::Builder::new()
             .name("vigil-shared-state".into())
             .spawn(move || worker.run(&receiver))
-            .map_err(SharedError::Start)?;
-        Ok(SharedState {
+            .map_err(StatusError::Start)?;
+        Ok(StatusStore {
             sender: Some(sender),
             silences,
             status,
@@ -210,7 +210,7 @@ impl SharedState {
         }
     }
 
-    pub fn status(&self) -> SharedStatus {
+    pub fn status(&self) -> StoreStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
@@ -231,7 +231,7 @@ impl SharedState {
     }
 
     /// Writes what is queued, waiting at most `timeout`, and stops the thread.
-    pub fn close(mut self, timeout: Duration) -> SharedStatus {
+    pub fn close(mut self, timeout: Duration) -> StoreStatus {
         self.shutdown(timeout);
         self.status()
     }
@@ -246,7 +246,7 @@ impl SharedState {
     }
 }
 
-impl Drop for SharedState {
+impl Drop for StatusStore {
     fn drop(&mut self) {
         self.shutdown(Duration::from_secs(2));
     }
@@ -313,7 +313,7 @@ impl SilenceDb {
     }
 }
 
-fn update(status: &Mutex<SharedStatus>, f: impl FnOnce(&mut SharedStatus)) {
+fn update(status: &Mutex<StoreStatus>, f: impl FnOnce(&mut StoreStatus)) {
     if let Ok(mut s) = status.lock() {
         f(&mut s);
     }
@@ -324,7 +324,7 @@ struct Worker {
     silence_db: Option<SilenceDb>,
     timeout: Duration,
     silences: Arc<RwLock<Arc<SilenceSet>>>,
-    status: Arc<Mutex<SharedStatus>>,
+    status: Arc<Mutex<StoreStatus>>,
     touched: HashMap<String, i64>,
     outputs: VecDeque<StatusOutput>,
     retry_at: Option<Instant>,
@@ -391,7 +391,7 @@ impl Worker {
         self.touched.is_empty() && self.outputs.is_empty()
     }
 
-    fn update(&self, f: impl FnOnce(&mut SharedStatus)) {
+    fn update(&self, f: impl FnOnce(&mut StoreStatus)) {
         update(&self.status, f);
     }
 

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::Value;
-use vigil::shared::redis_store::RedisStore;
-use vigil::shared::silence::Silence;
-use vigil::shared::status::{Change, StatusOutput};
+use vigil::status::redis_store::RedisStore;
+use vigil::status::silence::Silence;
+use vigil::status::user::{Change, StatusOutput};
 
 #[path = "common/database.rs"]
 mod database;

@@ -12,7 +12,7 @@ use redis::{Commands, Connection};
 
 use super::keys::Keys;
 use super::silence::Silence;
-use super::status::{rfc3339_of_ms, StatusOutput, UserStatus, DEDUP_TTL, STATUS_TTL};
+use super::user::{rfc3339_of_ms, StatusOutput, UserStatus, DEDUP_TTL, STATUS_TTL};
 
 /// Applies one output to its user's status, once per output id (see [`super::status`]).
 /// KEYS: status, dedup, cooldown. ARGV: dedup TTL, change, rule, summary, baseline, cooldown
