@@ -31,7 +31,7 @@ use std::time::Instant;
 
 use criterion::{black_box, BatchSize, Criterion, SamplingMode, Throughput};
 use vigil::engine::{Engine, EngineConfig, OutputEvent};
-use vigil::event::{Decoder, Event, EventTime, EventType, DEFAULT_MAX_LINE_BYTES};
+use vigil::event::{Decoder, Event, EventTime, EventType};
 use vigil::io::pipeline::{self, Sinks};
 use vigil::rules::RuleSet;
 use vigil::simulate::{simulate, SimConfig, SOURCE};
@@ -229,15 +229,7 @@ fn run_pipeline(engine: &mut Engine, decoder: &Decoder, lines: &[u8]) -> pipelin
         dead_letters: &mut dead,
         late: &mut late,
     };
-    pipeline::run(
-        engine,
-        decoder,
-        lines,
-        DEFAULT_MAX_LINE_BYTES,
-        "bench",
-        &mut sinks,
-    )
-    .expect("pipeline")
+    pipeline::run(engine, decoder, lines, "bench", &mut sinks).expect("pipeline")
 }
 
 /// Single timed passes (best of 3) reporting wall and on-CPU rates: the on-CPU figure leaves

@@ -12,7 +12,9 @@
 //!   file:line:column diagnostics, loading;
 //! - [`engine`]: the deterministic core — per-user event time, lateness, series and
 //!   incremental aggregates, rule evaluation, streaks, sequences, absence timers, outputs;
-//! - [`io`]: the embedded edges — JSON-lines input, outputs, dead letters, late events;
+//! - [`io`]: the per-record routing step every edge shares (`io::route`: decode, admit,
+//!   process, and where each result goes), and the embedded edge — JSON-lines input, outputs,
+//!   dead letters, late events;
 //! - [`testing`]: rule tests (`*.test.toml` beside the rules), shared by `vigil test` and
 //!   `cargo test`;
 //! - [`import`]: converters from vendor exports (WHOOP) into Vigil events;
@@ -20,7 +22,8 @@
 //! - [`schema`]: the JSON Schemas published in `schemas/`;
 //! - [`config`]: `vigil.toml`, the production mode's configuration (defaults, file,
 //!   `VIGIL_…` environment variables);
-//! - [`kafka`]: the Kafka edge — clients from the configuration, topic provisioning;
+//! - [`kafka`]: the Kafka edge — clients from the configuration, topic provisioning, and the
+//!   exactly-once run split by role (session, source, merge, task, workers, transaction);
 //! - [`history`]: the stored history of alerts and milestones (PostgreSQL or SQLite, sqlx),
 //!   and the background writer that keeps it without ever holding up the engine;
 //! - [`health`]: `vigil health`, the staged readiness checks (configuration, rules, Kafka,

@@ -47,15 +47,7 @@ fn outputs() -> Vec<OutputEvent> {
         late: &mut late,
     };
     let decoder = Decoder::new();
-    run(
-        &mut engine,
-        &decoder,
-        &input[..],
-        1 << 20,
-        "test",
-        &mut sinks,
-    )
-    .expect("runs");
+    run(&mut engine, &decoder, &input[..], "test", &mut sinks).expect("runs");
     let outputs: Vec<OutputEvent> = String::from_utf8(out)
         .expect("utf-8")
         .lines()

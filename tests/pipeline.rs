@@ -36,7 +36,7 @@ fn run_lines(input: &[u8], lateness_ms: i64, max_line: usize) -> Run {
         dead_letters: &mut dead,
         late: &mut late,
     };
-    let summary = run(&mut engine, &decoder, input, max_line, "test", &mut sinks).unwrap();
+    let summary = run(&mut engine, &decoder, input, "test", &mut sinks).unwrap();
     let parse = |bytes: &[u8]| -> Vec<serde_json::Value> {
         String::from_utf8_lossy(bytes)
             .lines()
@@ -73,7 +73,7 @@ fn malformed_lines_are_dead_lettered_with_reasons_and_the_run_continues() {
     bytes.extend_from_slice(format!("{}\n", "x".repeat(5000)).as_bytes());
     bytes.extend_from_slice(hr("u1", "2024-05-01T10:00:02+02:00", 71.0).as_bytes());
     let run = run_lines(&bytes, 3_600_000, 4096);
-    assert_eq!(run.summary.lines, 8);
+    assert_eq!(run.summary.records, 8);
     assert_eq!(run.summary.events, 2);
     assert_eq!(run.summary.dead_lettered, 6);
     let reasons: Vec<&str> = run
@@ -193,7 +193,7 @@ fn arbitrary_bytes_never_panic() {
     }
     let run = run_lines(&bytes, 0, 1 << 20);
     assert_eq!(
-        run.summary.lines,
+        run.summary.records,
         run.summary.events + run.summary.dead_lettered
     );
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration};
 use vigil::engine::{Engine, EngineConfig};
 use vigil::event::Decoder;
 use vigil::io::admit::FixedClock;
-use vigil::io::pipeline::{run_with, NoHooks, Sinks, Summary};
+use vigil::io::pipeline::{run_with, Around, Sinks, Summary};
 use vigil::rules::load_rules;
 use vigil::simulate::{simulate, user_id, SimConfig};
 
@@ -75,12 +75,12 @@ fn run(events: &[serde_json::Value], now_ms: i64) -> Run {
         &mut engine,
         &Decoder::new(),
         input.as_bytes(),
-        1 << 20,
         "population",
         &mut sinks,
-        &mut NoHooks,
-        None,
-        &FixedClock(now_ms),
+        &mut Around {
+            clock: &FixedClock(now_ms),
+            ..Around::default()
+        },
     )
     .expect("writing to memory cannot fail");
     let mut outputs: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -167,7 +167,7 @@ fn wrong_clocks_dated_9999_and_1970_change_no_other_users_outputs() {
     }
     assert!(reasons.iter().any(|r| r.contains("is in the future")));
     assert_eq!(
-        poisoned_run.summary.lines,
+        poisoned_run.summary.records,
         poisoned_run.summary.events + poisoned_run.summary.dead_lettered
     );
 }

@@ -18,9 +18,9 @@ use crate::history::{redact_url, HistoryRow, HistoryWriter, WriterOptions};
 use crate::io::lazy_file::LazyFile;
 use crate::io::pipeline::{self, RunHooks, Sinks};
 use crate::kafka::history_sink::HistorySink;
-use crate::kafka::stream::{self, StreamOptions, StreamStatus};
+use crate::kafka::{self, StreamOptions, StreamStatus};
 use crate::rules::{load_rules, RuleSet};
-use crate::status::buffer::{silence_for, StatusBuffer};
+use crate::status::buffer::StatusBuffer;
 use crate::status::{StatusOptions, StatusStore};
 use crate::telemetry::http::{Endpoints, HttpServer};
 use crate::telemetry::{self, Check};
@@ -159,17 +159,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         shared: &shared,
         events_since_hand_over: 0,
     };
+    let mut around = pipeline::Around {
+        hooks: Some(&mut hooks),
+        silences: Some(&shared),
+        counters: Some(&counters),
+        clock: &crate::io::admit::SystemClock,
+    };
     let summary = if args.input == "-" {
         pipeline::run_with(
             &mut engine,
             &decoder,
             io::stdin().lock(),
-            args.max_line_bytes,
             "stdin",
             &mut sinks,
-            &mut hooks,
-            Some(&counters),
-            &crate::io::admit::SystemClock,
+            &mut around,
         )
     } else {
         let file =
@@ -178,12 +181,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             &mut engine,
             &decoder,
             BufReader::new(file),
-            args.max_line_bytes,
             &args.input,
             &mut sinks,
-            &mut hooks,
-            Some(&counters),
-            &crate::io::admit::SystemClock,
+            &mut around,
         )
     }
     .context("while running")?;
@@ -275,10 +275,6 @@ impl RunHooks for EmbeddedHooks<'_> {
         if self.events_since_hand_over >= HAND_OVER_EVERY {
             self.hand_over();
         }
-    }
-
-    fn silenced(&mut self, output: &OutputEvent) -> bool {
-        silence_for(self.shared, output).is_some()
     }
 
     fn output(&mut self, output: &OutputEvent, silenced: bool) {
@@ -436,7 +432,7 @@ fn run_kafka(args: RunArgs, rules: Arc<RuleSet>, engine: EngineConfig) -> anyhow
         Ok(None) => None,
         Err(code) => return Ok(code),
     };
-    let summary = stream::run(&config.kafka, &options);
+    let summary = kafka::run(&config.kafka, &options);
     // The loop has ended on purpose: what follows (the history's drain) is no stall.
     telemetry::heartbeat().disarm();
     let signalled = options.stop.load(std::sync::atomic::Ordering::Relaxed);

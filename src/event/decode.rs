@@ -107,9 +107,21 @@ impl Decoder {
     }
 
     pub fn decode(&self, line: &[u8]) -> Result<Event, DecodeError> {
-        if line.len() > self.max_line_bytes {
+        self.decode_kept(line, line.len())
+    }
+
+    /// The most bytes a line may have.
+    pub fn max_line_bytes(&self) -> usize {
+        self.max_line_bytes
+    }
+
+    /// Decodes a line of `full_len` bytes of which a reader kept `line` (a reader keeps at
+    /// most a little more than the limit of a longer line, and still reports its length).
+    pub fn decode_kept(&self, line: &[u8], full_len: usize) -> Result<Event, DecodeError> {
+        let len = full_len.max(line.len());
+        if len > self.max_line_bytes {
             return Err(DecodeError::TooLarge {
-                len: line.len(),
+                len,
                 max: self.max_line_bytes,
             });
         }

@@ -1,15 +1,34 @@
-//! Kafka, the production mode's edge: clients built from [`crate::config::KafkaConfig`] and topic
-//! provisioning ([`topics`]) and the exactly-once streaming run ([`stream`]).
+//! Kafka, the production mode's edge: clients built from [`crate::config::KafkaConfig`], topic
+//! provisioning and the exactly-once streaming run.
+//!
+//! - `session`: the run — sessions in the consumer group, the loop, rebalances, restarts;
+//!   with its parts: restoring a task from its changelog (`session::restore`), where the
+//!   inputs end (`session::ends`), what the loop tells operators (`session::gauges`);
+//! - `source`: polling and staging records, watermarks, the topics' check;
+//! - `merge`: the event-time merge of a task's input partitions;
+//! - `task`: a task's engine, the records it processes through the shared routing step
+//!   ([`crate::io::route`]), and what they produce;
+//! - `workers`: the threads that process tasks;
+//! - `transaction`: batches of output and their commits, on their own thread;
+//! - [`topics`]: `vigil topics` (provisioning and showing the topics);
+//! - [`history_sink`]: the history kept from the committed output topics.
 //!
 //! Every call to the brokers has a deadline (`kafka.request-timeout`), so an unreachable broker
 //! is an error with the addresses tried, never a hang. The admin calls are async (librdkafka's
 //! admin API answers on its own thread); callers run them on a small tokio runtime
 //! ([`runtime`]).
-
-mod commit;
+mod error;
 pub mod history_sink;
-pub mod stream;
+mod merge;
+mod session;
+mod source;
+mod task;
 pub mod topics;
+mod transaction;
+mod workers;
+
+pub use session::gauges::StreamStatus;
+pub use session::{instance_id, run, StreamOptions, StreamSummary};
 
 use std::future::Future;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap;
 
 use super::silence::Silence;
@@ -12,15 +12,19 @@ use super::StatusStore;
 use crate::engine::{AlertState, OutputEvent};
 use crate::rules::{RuleKind, RuleSet};
 
-/// The silence keeping `output` off the alerts output, from the latest silences `shared` has
-/// read: only firings are looked up, and they are rare next to events.
-pub fn silence_for(shared: &StatusStore, output: &OutputEvent) -> Option<Silence> {
+/// The silence keeping `output` off the alerts output at `now`, from the latest silences
+/// `shared` has read: only firings are looked up, and they are rare next to events.
+pub fn silence_for(
+    shared: &StatusStore,
+    output: &OutputEvent,
+    now: DateTime<Utc>,
+) -> Option<Silence> {
     if output.data.kind != RuleKind::Alert || output.data.state != Some(AlertState::Firing) {
         return None;
     }
     shared
         .silences()
-        .covering(&output.subject, &output.data.rule_id, Utc::now())
+        .covering(&output.subject, &output.data.rule_id, now)
         .cloned()
 }
 

@@ -34,7 +34,7 @@ use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, PurgeConfig};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::stream::StreamSummary;
+use crate::io::route::Summary;
 use crate::telemetry::{self, InputCounters, Tally};
 
 /// Where an outgoing record goes.
@@ -92,7 +92,7 @@ pub struct Batch {
     /// (input topic by position, partition, offset of the next record to process).
     pub offsets: Vec<(usize, i32, i64)>,
     /// Counts of the work in the batch, added to the run's once it commits.
-    pub counts: StreamSummary,
+    pub counts: Summary,
     /// The same work for the metrics, by input, type and rule: added to them once it commits.
     pub tally: Tally,
 }
@@ -103,7 +103,7 @@ impl Batch {
 
     /// True when committing would change nothing: no processed input, nothing to produce.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.counts == StreamSummary::default()
+        self.records.is_empty() && self.counts == Summary::default()
     }
 }
 
@@ -258,11 +258,11 @@ impl Committer {
         Ok(())
     }
 
-    /// Waits for the batch in flight, if any: the counts it committed (zero when none was in
-    /// flight), or why it failed (the transaction is then aborted).
-    pub fn finish(&mut self) -> anyhow::Result<StreamSummary> {
+    /// Waits for the batch in flight, if any: the counts it committed (`None` when none was
+    /// in flight), or why it failed (the transaction is then aborted).
+    pub fn finish(&mut self) -> anyhow::Result<Option<Summary>> {
         match self.in_flight.take() {
-            None => Ok(StreamSummary::default()),
+            None => Ok(None),
             Some(InFlight { handle, .. }) => handle
                 .join()
                 .map_err(|_| anyhow!("the committing thread panicked"))?,
@@ -285,7 +285,7 @@ impl Drop for Committer {
 struct InFlight {
     /// The producer it is on.
     on: usize,
-    handle: JoinHandle<anyhow::Result<StreamSummary>>,
+    handle: JoinHandle<anyhow::Result<Option<Summary>>>,
     /// Set once every record sent into it is acknowledged.
     acknowledged: Arc<AtomicBool>,
 }
@@ -304,7 +304,7 @@ fn commit(
     batch: Batch,
     ends: &Ends,
     counters: &InputCounters,
-) -> anyhow::Result<StreamSummary> {
+) -> anyhow::Result<Option<Summary>> {
     let timeout = ends.timeout;
     let started = Instant::now();
     let result = (|| -> anyhow::Result<()> {
@@ -342,10 +342,7 @@ fn commit(
             let mut tally = batch.tally;
             counters.record(&mut tally);
             telemetry::metrics().transaction_committed(started.elapsed().as_secs_f64());
-            Ok(StreamSummary {
-                commits: 1,
-                ..batch.counts
-            })
+            Ok(Some(batch.counts))
         }
         Err(e) => {
             telemetry::metrics().transaction_aborted();
