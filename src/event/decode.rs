@@ -8,7 +8,7 @@ use thiserror::Error;
 
 use super::fast::{plain_rfc3339, FastPath};
 use super::json::{self, MAX_NESTING};
-use super::plausible::{self, identifier_problem};
+use super::plausible::{self, identifier_problem, IDENTIFIER_PATTERN};
 use super::{event_envelope_schema, Event, EventData, EventTime, EventType};
 
 /// Lines longer than this are dead-lettered unread (1 MiB): no event needs more, and an
@@ -257,8 +257,9 @@ fn schema_reason(e: jsonschema::ValidationError<'_>) -> String {
         path
     };
     // The identifier pattern is a wall of character ranges; say in words what it refuses.
-    if let (ValidationErrorKind::Pattern { .. }, Json::String(text)) = (&e.kind, &*e.instance) {
-        if matches!(path.as_str(), "/id" | "/user_id" | "/source") {
+    if let (ValidationErrorKind::Pattern { pattern }, Json::String(text)) = (&e.kind, &*e.instance)
+    {
+        if pattern == IDENTIFIER_PATTERN {
             if let Some(problem) = identifier_problem(text) {
                 return format!("{path}: {text:?} {problem}");
             }
@@ -546,6 +547,63 @@ mod tests {
         accepted(&d, &HR.replace(r#""u1""#, r#""user 1 \u00e9""#));
         let ce = r#"{"specversion":"1.0","id":"e1","source":"test","type":"heart_rate","subject":"u\u0000","time":"2024-05-01T07:00:00Z","data":{"heart_rate":61}}"#;
         assert!(refused(&d, ce).contains("/user_id: \"u\\0\" contains the control character"));
+    }
+
+    /// Free text in a payload follows the identifiers' rule: PostgreSQL text cannot store a
+    /// NUL, and blank text is a broken producer. Both paths refuse it, with the same reason.
+    #[test]
+    fn payload_text_is_neither_blank_nor_holds_control_characters() {
+        let d = decoder();
+        let event = |ty: &str, data: &str| {
+            format!(
+                r#"{{"id":"e","user_id":"u","type":"{ty}","source":"s","time":"2024-05-01T07:00:00Z","data":{data}}}"#
+            )
+        };
+        for (ty, data, reason) in [
+            (
+                "symptom",
+                r#"{"symptom":"head\u0000ache"}"#,
+                r#"/data/symptom: "head\0ache" contains the control character U+0000 (character 5)"#,
+            ),
+            (
+                "physical_activity",
+                r#"{"activity_name":"  "}"#,
+                r#"/data/activity_name: "  " is blank (only whitespace)"#,
+            ),
+            (
+                "illness",
+                r#"{"condition":"flu\u001b[31m","status":"onset"}"#,
+                r#"/data/condition: "flu\u{1b}[31m" contains the control character U+001B (character 4)"#,
+            ),
+            (
+                "device_sync",
+                r#"{"device":"\u0085","status":"ok"}"#,
+                r#"/data/device: "\u{85}" contains the control character U+0085 (character 1)"#,
+            ),
+            (
+                "body_temperature",
+                r#"{"body_temperature":36.6,"measurement_location":"wrist\n"}"#,
+                r#"/data/measurement_location: "wrist\n" contains the control character U+000A (character 6)"#,
+            ),
+        ] {
+            let line = event(ty, data);
+            let got = refused(&d, &line);
+            assert!(got.contains(reason), "{line}:\n{got}\nlacks\n{reason}");
+            assert_eq!(d.compare_paths(line.as_bytes()), Ok(None), "{line}");
+        }
+        // Text that is merely unusual stays valid, and body temperature keeps the fast path.
+        accepted(
+            &d,
+            &event("symptom", r#"{"symptom":"mal de tête – léger"}"#),
+        );
+        accepted(
+            &d,
+            &event(
+                "body_temperature",
+                r#"{"body_temperature":36.6,"measurement_location":"skin"}"#,
+            ),
+        );
+        assert!(d.fast.handles(EventType::BodyTemperature));
     }
 
     #[test]

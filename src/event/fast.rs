@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 use serde_json::Value as Json;
 
 use super::json::struct_from_str;
-use super::plausible::identifier_problem;
+use super::plausible::{identifier_problem, IDENTIFIER_PATTERN};
 use super::schema::{IDENTIFIER_MAX_CHARS, IDENTIFIER_MIN_CHARS};
 use super::{event_envelope_schema, Event, EventData, EventTime, EventType, Value};
 
@@ -48,6 +48,8 @@ struct FieldCheck {
     maximum: Option<f64>,
     min_chars: Option<usize>,
     max_chars: Option<usize>,
+    /// The schema gives it the identifiers' pattern (see [`identifier_problem`]).
+    not_blank_no_controls: bool,
 }
 
 /// The payload checks per event type (by its position in [`EventType::ALL`], a lookup on
@@ -117,7 +119,10 @@ impl FieldCheck {
             Value::Num(n) => {
                 self.minimum.is_none_or(|min| n >= min) && self.maximum.is_none_or(|max| n <= max)
             }
-            Value::Str(s) => chars_within(s, self.min_chars, self.max_chars),
+            Value::Str(s) => {
+                chars_within(s, self.min_chars, self.max_chars)
+                    && !(self.not_blank_no_controls && identifier_problem(s).is_some())
+            }
         }
     }
 }
@@ -161,6 +166,7 @@ fn field_checks(ty: EventType) -> Option<Vec<FieldCheck>> {
                 "maximum" => check.maximum = Some(value.as_f64()?),
                 "minLength" => check.min_chars = Some(usize::try_from(value.as_u64()?).ok()?),
                 "maxLength" => check.max_chars = Some(usize::try_from(value.as_u64()?).ok()?),
+                "pattern" if value == IDENTIFIER_PATTERN => check.not_blank_no_controls = true,
                 _ => return None,
             }
         }

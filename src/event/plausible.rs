@@ -1,9 +1,10 @@
 //! What an event must satisfy beyond the shape its JSON Schema gives it.
 //!
-//! - Identifiers (`id`, `user_id`, `source`) are not blank and hold no control character:
-//!   they key state, name Redis keys and are stored as PostgreSQL text, which cannot hold a
-//!   NUL. The schema says so with [`IDENTIFIER_PATTERN`]; [`identifier_problem`] is the same
-//!   rule in Rust, for the fast path and for the reason given (a test holds the two equal).
+//! - Identifiers (`id`, `user_id`, `source`) and the free text of payloads (a symptom, a
+//!   device's name…) are not blank and hold no control character: they key state, name Redis
+//!   keys and are stored as PostgreSQL text, which cannot hold a NUL. The schema says so with
+//!   [`IDENTIFIER_PATTERN`]; [`identifier_problem`] is the same rule in Rust, for the fast
+//!   path and for the reason given (a test holds the two equal).
 //! - Checks a schema cannot express, across fields or against the calendar ([`check`]): both
 //!   decoding paths run them on the decoded event, so they agree by construction.
 

@@ -14,6 +14,7 @@ const DRAFT: &str = "https://json-schema.org/draft/2020-12/schema";
 /// The schema of a bare event of one type: the envelope with its typed `data`.
 pub fn event_envelope_schema(ty: EventType) -> Json {
     let mut data = serde_json::to_value(ty.data_schema()).unwrap_or(Json::Null);
+    refuse_control_characters(&mut data);
     // schemars puts shared definitions at the payload's root; hoist them to the envelope's
     // root so their `#/$defs/…` references still resolve once the payload is nested.
     let defs = data
@@ -47,6 +48,31 @@ pub fn event_envelope_schema(ty: EventType) -> Json {
         schema["$defs"] = defs;
     }
     schema
+}
+
+/// Gives every free-text field of a payload (a string without a pattern of its own) the
+/// identifiers' pattern: text that is blank or holds a control character is a broken producer,
+/// and PostgreSQL text cannot store a NUL.
+fn refuse_control_characters(data: &mut Json) {
+    let Some(properties) = data.get_mut("properties").and_then(Json::as_object_mut) else {
+        return;
+    };
+    for property in properties.values_mut() {
+        let Some(p) = property.as_object_mut() else {
+            continue;
+        };
+        let text = match p.get("type") {
+            Some(Json::String(t)) => t == "string",
+            Some(Json::Array(ts)) => ts.iter().any(|t| t == "string"),
+            _ => false,
+        };
+        if text && !p.contains_key("pattern") {
+            p.insert("pattern".to_string(), json!(IDENTIFIER_PATTERN));
+            if let Some(Json::String(d)) = p.get_mut("description") {
+                d.push_str(" Not blank; no control characters.");
+            }
+        }
+    }
 }
 
 /// The schema of `id`, `user_id` and `source`.
