@@ -45,7 +45,7 @@ pub fn identifier_problem(text: &str) -> Option<String> {
 pub const EARLIEST_TIME: &str = "2000-01-01T00:00:00Z";
 
 /// [`EARLIEST_TIME`] in seconds since the Unix epoch.
-const EARLIEST_SECONDS: i64 = 946_684_800;
+pub const EARLIEST_SECONDS: i64 = 946_684_800;
 
 /// `Err` with why when `time` is earlier than [`EARLIEST_TIME`].
 pub fn check_time(what: &str, time: &EventTime) -> Result<(), String> {

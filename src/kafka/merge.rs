@@ -145,6 +145,25 @@ impl Merge {
     }
 }
 
+/// Where a record with event time `event_ms`, sent at `sent_ms` (its Kafka timestamp), sorts
+/// in the merge: its event time, unless that is after it was sent. No event is sent before it
+/// happens, so such a time is a device's wrong clock; ordered by it, the record would hold its
+/// partition (and every other user's records behind it in the partition) until the task's
+/// other input reached that time — during a backlog, long enough to make their events late. It
+/// sorts by when it was sent instead, as Kafka Streams sorts every record. The engine still
+/// sees its event time: only the order of processing changes, and only for that record. A
+/// timestamp before 2000 (a producer's unset or broken clock) is not believed.
+pub(super) fn merge_time(event_ms: i64, sent_ms: i64) -> i64 {
+    if sent_ms >= EARLIEST_MS {
+        event_ms.min(sent_ms)
+    } else {
+        event_ms
+    }
+}
+
+/// No timestamp before this is believed (as no event time before it is accepted).
+const EARLIEST_MS: i64 = crate::event::plausible::EARLIEST_SECONDS * 1000;
+
 /// Whether an input partition has nothing more to deliver: everything up to its high
 /// watermark received (`received_to`: offset after the last record received, or the committed
 /// offset), or an empty partition. `None` while librdkafka does not know its watermark yet.
@@ -301,5 +320,41 @@ mod tests {
         assert_eq!(merge.next(&inputs, idle, now), Some(0));
         now += LONG_WAIT;
         assert_eq!(merge.long_wait(&inputs, now), None);
+    }
+
+    /// A device dated 12 h ahead of the moment its event was sent: sorted by when it was sent,
+    /// so it neither waits for the other input to reach its date nor holds the records behind
+    /// it in its partition. Honest times (an event sent after it happened, however long after:
+    /// a phone that syncs a day late) keep their event time.
+    #[test]
+    fn a_record_dated_after_it_was_sent_sorts_by_when_it_was_sent() {
+        let sent = 1_733_500_000_000;
+        let hour = 3_600_000;
+        assert_eq!(merge_time(sent + 12 * hour, sent), sent);
+        assert_eq!(merge_time(sent - 24 * hour, sent), sent - 24 * hour);
+        assert_eq!(merge_time(sent, sent), sent);
+        assert_eq!(merge_time(sent, i64::MAX), sent, "no timestamp");
+        assert_eq!(merge_time(sent, 0), sent, "a producer's clock at the epoch");
+        assert_eq!(merge_time(sent, -1), sent);
+
+        // Input 0: the wrong clock first, then another user's record; input 1: a backlog of
+        // records 10 minutes apart. Ordered by event time, input 0 would wait behind its head
+        // for the whole backlog.
+        let now = Instant::now();
+        let mut merge = Merge::new(2);
+        merge.set_reach(0, Some(2), None);
+        let mut inputs = [
+            partition_with(&[merge_time(sent + 12 * hour, sent), sent + 1], Some(2)),
+            partition_with(&[sent - 30 * 60_000, sent - 20 * 60_000, sent + 2], Some(3)),
+        ];
+        let mut order = Vec::new();
+        while let Some(input) = merge.next(&inputs, Duration::ZERO, now) {
+            let record = inputs[input].buffered.pop_front().expect("a head");
+            order.push((input, record.offset));
+            if inputs.iter().all(|p| p.buffered.is_empty()) {
+                break;
+            }
+        }
+        assert_eq!(order, [(1, 0), (1, 1), (0, 0), (0, 1), (1, 2)]);
     }
 }

@@ -56,7 +56,10 @@ pub(super) struct Record {
     pub(super) has_payload: bool,
     /// `None` until the task's thread has decoded (and admitted or rejected) the record.
     pub(super) admitted: Option<Result<Event, Rejection>>,
-    /// Where the record sorts in its task's merge: its event time, or the earliest possible
+    /// When the producer sent it (CreateTime) or the broker appended it (LogAppendTime), ms;
+    /// `i64::MAX` when the record carries no timestamp.
+    pub(super) sent_ms: i64,
+    /// Where the record sorts in its task's merge ([`merge_time`]), or the earliest possible
     /// time for a record that only goes to the dead-letter topic. Set when decoded.
     pub(super) merge_time: i64,
 }
@@ -64,7 +67,9 @@ pub(super) struct Record {
 impl Record {
     /// The message's key and payload are copied into `arena`, whose blocks records share.
     pub(super) fn copied(message: &BorrowedMessage<'_>, arena: &mut BytesMut) -> Record {
-        Record::new(message.offset(), message.key(), message.payload(), arena)
+        let mut record = Record::new(message.offset(), message.key(), message.payload(), arena);
+        record.sent_ms = message.timestamp().to_millis().unwrap_or(i64::MAX);
+        record
     }
 
     pub(super) fn new(
@@ -86,6 +91,7 @@ impl Record {
             key_len,
             has_payload: payload.is_some(),
             admitted: None,
+            sent_ms: i64::MAX,
             merge_time: i64::MIN,
         }
     }

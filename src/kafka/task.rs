@@ -18,7 +18,7 @@ use crate::status::silence::Silence;
 use crate::status::StatusStore;
 use crate::telemetry::{InputCounters, Tally};
 
-use crate::kafka::merge::{InputPartition, Merge};
+use crate::kafka::merge::{merge_time, InputPartition, Merge};
 use crate::kafka::source::Record;
 use crate::kafka::transaction::{Batch, OutRecord, OutTopic, OutTopics};
 
@@ -101,7 +101,9 @@ impl Task {
                 context.now_ms,
                 max_skew,
             );
-            record.merge_time = admitted.as_ref().map_or(i64::MIN, |e| e.time.millis());
+            record.merge_time = admitted
+                .as_ref()
+                .map_or(i64::MIN, |e| merge_time(e.time.millis(), record.sent_ms));
             record.admitted = Some(admitted);
             let slot = &mut self.inputs[input];
             slot.received_to = Some(record.offset + 1);

@@ -9,7 +9,9 @@
 //!   record timestamp, which producers often set to the send time; the engine cares about event
 //!   time), waiting up to `max-task-idle` for a partition that has nothing buffered and is not at
 //!   its end; a backlog is therefore processed in one deterministic order, and one topic read
-//!   ahead of the other does not make the other's events late.
+//!   ahead of the other does not make the other's events late. A record dated after its own
+//!   Kafka timestamp (a device's clock ahead of the world) sorts by that timestamp instead, so
+//!   that it cannot hold the other users' records behind it ([`super::merge::merge_time`]).
 //! - **Transactions.** Every `commit-interval`, one transaction commits the outputs, dead
 //!   letters, late events, the state changes of every task (its changelog partition) and the
 //!   consumed offsets (bound to the group's generation, so an instance that lost its partitions
