@@ -19,7 +19,8 @@
 //! - [`simulate`]: realistic synthetic users for fixtures, demos and benchmarks;
 //! - [`schema`]: the JSON Schemas published in `schemas/`;
 //! - [`config`]: `vigil.toml`, the production mode's configuration (defaults, file,
-//!   `VIGIL_…` environment variables);
+//!   `VIGIL_…` environment variables), one struct per table, from which
+//!   `schemas/config.schema.json` is generated;
 //! - [`kafka`]: the Kafka edge — clients from the configuration, topic provisioning;
 //! - [`history`]: the stored history of alerts and milestones (PostgreSQL or SQLite, sqlx),
 //!   and the background writer that keeps it without ever holding up the engine;
