@@ -99,8 +99,8 @@ fn commit_interval() -> Duration {
             .and_then(|v| v.parse().ok())
             .filter(|&ms| ms > 0)
             .unwrap_or_else(|| {
-                let default = vigil::config::StreamingConfig::default().commit_interval_ms;
-                u64::try_from(default).unwrap_or(100)
+                let default = vigil::config::StreamingConfig::default().commit_interval;
+                u64::try_from(default.as_millis()).unwrap_or(100)
             });
         Duration::from_millis(ms)
     })

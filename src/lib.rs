@@ -21,7 +21,8 @@
 //! - [`simulate`]: realistic synthetic users for fixtures, demos and benchmarks;
 //! - [`schema`]: the JSON Schemas published in `schemas/`;
 //! - [`config`]: `vigil.toml`, the production mode's configuration (defaults, file,
-//!   `VIGIL_…` environment variables);
+//!   `VIGIL_…` environment variables), one struct per table, from which
+//!   `schemas/config.schema.json` is generated;
 //! - [`kafka`]: the Kafka edge — clients from the configuration, topic provisioning, and the
 //!   exactly-once run split by role (session, source, merge, task, workers, transaction);
 //! - [`history`]: the stored history of alerts and milestones (PostgreSQL or SQLite, sqlx),

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use crate::config::Config;
 use crate::engine::output::output_schema;
 use crate::event::{event_envelope_schema, event_union_schema, EventType};
 use crate::rules::model::RuleFile;
@@ -32,7 +33,17 @@ pub fn all_schemas() -> Vec<(String, String)> {
     rule["$id"] = "https://vigil.dev/schemas/rule.schema.json".into();
     rule["title"] = "Vigil rule file".into();
     files.push(("rule.schema.json".into(), pretty(&rule)));
+    files.push(("config.schema.json".into(), pretty(&config_schema())));
     files
+}
+
+/// The schema of `vigil.toml`, from the [`Config`] structs: their doc comments, defaults and
+/// checks, for editors to complete and validate the file (read as JSON, as TOML tools do).
+pub fn config_schema() -> serde_json::Value {
+    let mut config = serde_json::to_value(schemars::schema_for!(Config)).unwrap_or_default();
+    config["$id"] = "https://vigil.dev/schemas/config.schema.json".into();
+    config["title"] = "Vigil configuration (vigil.toml)".into();
+    config
 }
 
 /// Writes every schema under `dir`.

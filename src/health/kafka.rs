@@ -30,11 +30,9 @@ const MIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Every Kafka check, in order: brokers, topics, probe, lag.
 pub fn checks(config: &KafkaConfig, options: &Options) -> Vec<Check> {
-    let configured =
-        u64::try_from(config.request_timeout_ms).map_or(MIN_TIMEOUT, Duration::from_millis);
-    let timeout = options.timeout.min(configured).max(MIN_TIMEOUT);
+    let timeout = options.timeout.min(config.request_timeout).max(MIN_TIMEOUT);
     let mut config = config.clone();
-    config.request_timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+    config.request_timeout = timeout;
 
     let mut checks = brokers(&config, timeout);
     if !checks.iter().any(|c| c.status == super::Status::Ok) {

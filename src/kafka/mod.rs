@@ -57,7 +57,7 @@ fn real_offset(offset: rdkafka::Offset) -> Option<i64> {
 /// librdkafka settings for `config`: Vigil's own, then the `[kafka.librdkafka]` passthrough.
 pub fn client_config(config: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
-    let timeout_ms = config.request_timeout_ms.max(1).to_string();
+    let timeout_ms = config.request_timeout.as_millis().max(1).to_string();
     c.set("bootstrap.servers", config.bootstrap_servers())
         .set("client.id", &config.client_id)
         .set("socket.timeout.ms", &timeout_ms)
@@ -89,10 +89,9 @@ impl Admin {
         let client: AdminClient<DefaultClientContext> = client_config(config)
             .create()
             .context("cannot create the Kafka admin client (check [kafka.librdkafka])")?;
-        let millis = u64::try_from(config.request_timeout_ms.max(1)).unwrap_or(10_000);
         Ok(Admin {
             client,
-            timeout: Duration::from_millis(millis),
+            timeout: config.request_timeout.max(Duration::from_millis(1)),
             brokers: config.bootstrap_servers(),
         })
     }

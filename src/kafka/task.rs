@@ -63,7 +63,7 @@ pub(super) struct TaskContext<'a> {
     pub(super) topics: &'a OutTopics,
     pub(super) shared: Option<&'a StatusStore>,
     pub(super) counters: &'a InputCounters,
-    pub(super) max_task_idle_ms: i64,
+    pub(super) max_task_idle: Duration,
     /// The wall clock when the pass began: events dated more than the engine's
     /// `max_future_skew_ms` ahead of it are dead-lettered (read once a pass, not per record).
     pub(super) now_ms: i64,
@@ -109,7 +109,7 @@ impl Task {
             slot.received_to = Some(record.offset + 1);
             slot.buffered.push_back(record);
         }
-        let max_idle = Duration::from_millis(u64::try_from(context.max_task_idle_ms).unwrap_or(0));
+        let max_idle = context.max_task_idle;
         let step = |input: usize| Context {
             input,
             silences: context.shared,

@@ -126,7 +126,7 @@ pub fn wanted(config: &KafkaConfig) -> Vec<(&'static str, String, Wanted)> {
                 Wanted {
                     partitions: t.partitions,
                     replication_factor: t.replication_factor,
-                    retention_ms: t.retention_ms,
+                    retention_ms: t.retention.as_kafka(),
                     cleanup_policy: t.cleanup_policy.as_kafka().to_string(),
                 },
             )

@@ -189,9 +189,7 @@ impl<'a> Session<'a> {
             state: config.topic_name(&t.state),
         };
         let instance = instance_id(config);
-        let timeout = Duration::from_millis(
-            u64::try_from(config.request_timeout_ms.max(1)).unwrap_or(10_000),
-        );
+        let timeout = config.request_timeout.max(Duration::from_millis(1));
 
         let mut producer_config = client_config(config);
         producer_config
@@ -199,7 +197,8 @@ impl<'a> Session<'a> {
                 "transaction.timeout.ms",
                 config
                     .streaming
-                    .transaction_timeout_ms
+                    .transaction_timeout
+                    .as_millis()
                     .max(1000)
                     .to_string(),
             )
@@ -291,9 +290,11 @@ impl<'a> Session<'a> {
     }
 
     fn run(&mut self, summary: &mut StreamSummary) -> Result<(), SessionError> {
-        let commit_every = Duration::from_millis(
-            u64::try_from(self.config.streaming.commit_interval_ms.max(1)).unwrap_or(100),
-        );
+        let commit_every = self
+            .config
+            .streaming
+            .commit_interval
+            .max(Duration::from_millis(1));
         let mut last_commit = Instant::now();
         let mut last_report = Instant::now();
         let mut last_gauges: Option<Instant> = None;
@@ -492,7 +493,7 @@ impl<'a> Session<'a> {
             topics: &self.topics,
             shared: self.options.shared.as_deref(),
             counters: &self.counters,
-            max_task_idle_ms: self.config.streaming.max_task_idle_ms,
+            max_task_idle: self.config.streaming.max_task_idle,
             now_ms: SystemClock.now_ms(),
         };
         let consumer = &self.consumer;
