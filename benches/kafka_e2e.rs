@@ -35,7 +35,7 @@
 //! bytes) and the CPU used by Vigil, the broker (when it is the one `scripts/services` started
 //! from this checkout) and this process, from /proc.
 //!
-//! Topics, consumer groups and Vigil's logs are per run (prefix `vigil-bench-<pid>-<time>.`).
+//! Topics, consumer groups and Vigil's logs are per run (prefix `vigil-bench-<pid>-<time>-0.`).
 //! Each throughput round's topics are deleted when the round ends (so that the kernel does
 //! not write gigabytes back to disk during the later phases), the others and the groups at the
 //! end, also after a failure; Vigil's groups cannot be yet (its static member stays until its
@@ -80,6 +80,8 @@ use vigil::simulate::{simulate, SimConfig};
 
 #[path = "../tests/common/kafka.rs"]
 mod kafka_env;
+#[path = "../tests/common/kafka_sandbox.rs"]
+mod kafka_sandbox;
 
 /// Vigil's `pipelined-transactions`: its default, unless `VIGIL_BENCH_PIPELINED=0`.
 fn pipelined() -> bool {
@@ -321,16 +323,13 @@ struct Broker {
 
 impl Broker {
     fn new(brokers: String) -> Broker {
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
         let admin = ClientConfig::new()
             .set("bootstrap.servers", &brokers)
             .create()
             .expect("admin client");
         Broker {
             brokers,
-            run_id: format!("vigil-bench-{}-{millis}", std::process::id()),
+            run_id: kafka_sandbox::unique("vigil-bench"),
             dir: tempfile::tempdir().expect("tempdir"),
             admin,
             rt: tokio::runtime::Builder::new_current_thread()
@@ -362,15 +361,7 @@ impl Broker {
             commit_interval().as_millis(),
             pipelined()
         );
-        for (table, _) in kafka_env::TOPICS {
-            // Retention "forever": the records carry 2024 event times as timestamps, which a
-            // time-based retention would delete at the broker's next check.
-            write!(
-                text,
-                "\n[kafka.topics.{table}]\npartitions = {partitions}\nretention = \"forever\"\n"
-            )
-            .expect("write");
-        }
+        text.push_str(&kafka_sandbox::topic_tables(partitions));
         std::fs::write(&prefix.config, &text).expect("write config");
         for (_, topic) in kafka_env::TOPICS {
             self.topics.push(prefix.topic(topic));

@@ -11,17 +11,17 @@
 mod database;
 #[path = "common/kafka.rs"]
 mod kafka_env;
+#[path = "common/kafka_sandbox.rs"]
+mod kafka_sandbox;
 #[path = "common/redis.rs"]
 mod redis_env;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::RwLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
+use kafka_sandbox::Sandbox;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -36,19 +36,6 @@ const HANG: Duration = Duration::from_secs(60);
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Something unique to this test in this run, for topic prefixes, groups and schemas.
-fn unique(stem: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!(
-        "{stem}_{}_{nanos}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// Runs `vigil ARGS` in `dir` with only the `VIGIL_…` variables given in `env`, and reports
@@ -118,15 +105,12 @@ fn migrated_sqlite(dir: &Path) -> String {
 
 /// One test's Kafka topics (under a prefix of its own) and PostgreSQL schema, removed at the end.
 struct Environment {
-    dir: tempfile::TempDir,
-    brokers: String,
-    prefix: String,
-    group: String,
+    /// Also the folder `vigil` runs in, and so where it finds `vigil.toml`.
+    kafka: Sandbox,
     database: String,
     schema: String,
     base: String,
     redis: String,
-    rt: tokio::runtime::Runtime,
 }
 
 impl Environment {
@@ -135,64 +119,31 @@ impl Environment {
         let brokers = kafka_env::brokers()?;
         let base = database::database_url()?;
         let redis = redis_env::redis_url()?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let schema = unique("health");
-        let database = rt.block_on(database::create_schema(&base, &schema));
+        let kafka = Sandbox::new(brokers, "vigil-health");
+        let schema = kafka_sandbox::unique("health").replace('-', "_");
+        let database = kafka.block_on(database::create_schema(&base, &schema));
         Some(Environment {
-            dir: tempfile::tempdir().expect("tempdir"),
-            brokers,
-            prefix: format!("{}.", unique("vigil-health-test")),
-            group: unique("vigil-health-group"),
+            kafka,
             database,
             schema,
             base,
             redis,
-            rt,
         })
     }
 
     fn vigil(&self, args: &[&str]) -> (Output, Duration) {
-        vigil(
-            self.dir.path(),
-            args,
-            &[
-                ("VIGIL_KAFKA_BROKERS", &self.brokers),
-                ("VIGIL_KAFKA_TOPIC_PREFIX", &self.prefix),
-                ("VIGIL_KAFKA_GROUP", &self.group),
-                ("VIGIL_DATABASE_URL", &self.database),
-                ("VIGIL_REDIS_URL", &self.redis),
-            ],
-        )
+        let mut env = self.kafka.env().to_vec();
+        env.push(("VIGIL_DATABASE_URL", &self.database));
+        env.push(("VIGIL_REDIS_URL", &self.redis));
+        vigil(self.kafka.dir.path(), args, &env)
     }
 }
 
 impl Drop for Environment {
+    // The topics (the health probe's among them) go with the sandbox.
     fn drop(&mut self) {
-        let admin: Result<AdminClient<DefaultClientContext>, _> = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .create();
-        if let Ok(admin) = admin {
-            let topics = [
-                "health-events",
-                "biometric-updates",
-                "alerts",
-                "milestones",
-                "dead-letter",
-                "late-events",
-                "alerts-silenced",
-                "vigil-state",
-                "vigil-health-probe",
-            ]
-            .map(|t| format!("{}{t}", self.prefix));
-            let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-            let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(15)));
-            let _ = self.rt.block_on(admin.delete_topics(&refs, &options));
-        }
         let (base, schema) = (self.base.clone(), self.schema.clone());
-        self.rt.block_on(async move {
+        self.kafka.block_on(async move {
             if let Ok(pool) = sqlx::PgPool::connect(&base).await {
                 let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
                     .execute(&pool)
@@ -222,27 +173,37 @@ fn everything_up_is_healthy_and_every_line_passes() {
     assert!(lines.iter().all(|l| l.starts_with("✓ ")), "{text}");
     line(&text, "✓", "config");
     line(&text, "✓", "rules");
-    line(&text, "✓", &format!("kafka broker {}", env.brokers));
+    line(&text, "✓", &format!("kafka broker {}", env.kafka.brokers));
     for topic in ["health-events", "alerts", "alerts-silenced", "vigil-state"] {
-        line(&text, "✓", &format!("kafka topic {}{topic} ", env.prefix));
+        line(
+            &text,
+            "✓",
+            &format!("kafka topic {}{topic} ", env.kafka.prefix),
+        );
     }
     let probe = line(
         &text,
         "✓",
-        &format!("kafka probe {}vigil-health-probe", env.prefix),
+        &format!("kafka probe {}vigil-health-probe", env.kafka.prefix),
     );
     assert!(probe.contains("round trip"), "{probe}");
     // Nothing has consumed yet: informational, and still passing.
     let lag = line(
         &text,
         "✓",
-        &format!("kafka lag {} {}health-events", env.group, env.prefix),
+        &format!(
+            "kafka lag {} {}health-events",
+            env.kafka.group, env.kafka.prefix
+        ),
     );
     assert!(lag.contains("no committed offsets yet"), "{lag}");
     line(
         &text,
         "✓",
-        &format!("kafka lag {}-history {}alerts", env.group, env.prefix),
+        &format!(
+            "kafka lag {}-history {}alerts",
+            env.kafka.group, env.kafka.prefix
+        ),
     );
     assert!(line(&text, "✓", "history postgres://").contains("PostgreSQL reachable"));
     line(&text, "✓", "history migrations current");
@@ -268,9 +229,9 @@ fn lag_above_the_threshold_and_a_topic_unlike_its_configuration_are_degraded() {
     assert_eq!(migrated.status.code(), Some(0));
 
     // Five records on partition 0 of health-events, the group committed after the second.
-    let topic = format!("{}health-events", env.prefix);
+    let topic = format!("{}health-events", env.kafka.prefix);
     let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &env.brokers)
+        .set("bootstrap.servers", &env.kafka.brokers)
         .create()
         .expect("producer");
     for i in 0..5 {
@@ -286,8 +247,8 @@ fn lag_above_the_threshold_and_a_topic_unlike_its_configuration_are_degraded() {
     }
     producer.flush(Duration::from_secs(15)).expect("delivered");
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &env.brokers)
-        .set("group.id", &env.group)
+        .set("bootstrap.servers", &env.kafka.brokers)
+        .set("group.id", &env.kafka.group)
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
@@ -307,18 +268,26 @@ fn lag_above_the_threshold_and_a_topic_unlike_its_configuration_are_degraded() {
     }
 
     // The configuration now wants alerts kept for one day; the broker keeps them three.
-    let config = env.dir.path().join("vigil.toml");
-    std::fs::write(&config, "[kafka.topics.alerts]\nretention = \"1d\"\n").expect("write");
+    env.kafka
+        .write_config("[kafka.topics.alerts]\nretention = \"1d\"\n");
     let (out, elapsed) = env.vigil(&["health", "--kafka", "--rules", &rules(), "--max-lag", "2"]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(elapsed < HANG);
-    let lag = line(&text, "!", &format!("kafka lag {} {topic} ", env.group));
+    let lag = line(
+        &text,
+        "!",
+        &format!("kafka lag {} {topic} ", env.kafka.group),
+    );
     assert!(
         lag.ends_with("lag 3 records, above 2 (1 of 6 partitions committed)"),
         "{lag}"
     );
-    let alerts = line(&text, "!", &format!("kafka topic {}alerts ", env.prefix));
+    let alerts = line(
+        &text,
+        "!",
+        &format!("kafka topic {}alerts ", env.kafka.prefix),
+    );
     assert!(
         alerts.ends_with("differs: retention.ms 3d, configured 1d (`vigil topics show`)"),
         "{alerts}"
@@ -335,7 +304,7 @@ fn lag_above_the_threshold_and_a_topic_unlike_its_configuration_are_degraded() {
         .as_array()
         .expect("checks")
         .iter()
-        .find(|c| c["kind"] == "kafka.lag" && c["target"] == format!("{} {topic}", env.group))
+        .find(|c| c["kind"] == "kafka.lag" && c["target"] == format!("{} {topic}", env.kafka.group))
         .cloned()
         .expect("the lag check");
     assert_eq!(lag["status"], "ok", "{lag}");

@@ -8,16 +8,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use rand::{Rng, SeedableRng};
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
@@ -28,7 +24,9 @@ use vigil::simulate::{simulate, SimConfig};
 mod database;
 #[path = "common/kafka.rs"]
 mod kafka_env;
-use kafka_env::TOPICS;
+#[path = "common/kafka_sandbox.rs"]
+mod kafka_sandbox;
+use kafka_sandbox::Sandbox;
 #[path = "common/redis.rs"]
 mod redis_env;
 
@@ -58,14 +56,6 @@ fn rules_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules")
 }
 
-/// One record read back from a topic.
-#[derive(Debug)]
-struct Received {
-    payload: Option<Vec<u8>>,
-    headers: Vec<(String, String)>,
-    key: Vec<u8>,
-}
-
 /// The tests run one at a time: each starts several processes, and on two cores three tests
 /// at once starve one another's timing (the broker's session timeouts among them).
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -89,90 +79,26 @@ fn keep_panic_messages() {
     });
 }
 
+/// A [`Sandbox`] with Vigil's topics, of [`PARTITIONS`] partitions each, for `vigil run
+/// --kafka` instances; held by one test at a time ([`SERIAL`]).
 struct Fixture {
+    // Declared first, so that the topics are deleted before the next test may start.
+    kafka: Sandbox,
     _serial: std::sync::MutexGuard<'static, ()>,
-    brokers: String,
-    prefix: String,
-    group: String,
-    dir: tempfile::TempDir,
-    config: PathBuf,
 }
 
 impl Fixture {
     fn new(brokers: String) -> Fixture {
         keep_panic_messages();
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let id = format!(
-            "{}-{nanos}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("vigil.toml");
-        let mut text = String::from(
-            "[kafka]\nrequest-timeout = \"15s\"\n\n[kafka.streaming]\ncommit-interval = \
-             \"50ms\"\ntransaction-timeout = \"20s\"\n\n\
-             [kafka.librdkafka]\n\"session.timeout.ms\" = \"6000\"\n\
-             \"heartbeat.interval.ms\" = \"1000\"\n",
-        );
-        // Retention "forever": the input records carry their 2024 event times as timestamps,
-        // which a 7-day retention deletes at the broker's next retention check (every 5 min),
-        // input not yet consumed included (it failed a run in CI).
-        for (topic, _) in TOPICS {
-            text.push_str(&format!(
-                "\n[kafka.topics.{topic}]\npartitions = {PARTITIONS}\nretention = \"forever\"\n"
-            ));
-        }
-        let prefix = format!("vigil-stream-{id}.");
+        let kafka = Sandbox::with_topics(brokers, "vigil-stream", PARTITIONS);
+        kafka.set(&["kafka", "streaming", "transaction-timeout"], "20s");
         // Redis keys of their own too (silences, status), when a test gives VIGIL_REDIS_URL.
-        text.push_str(&format!("\n[redis]\nkey-prefix = \"{prefix}\"\n"));
-        std::fs::write(&config, text).expect("write config");
-        let f = Fixture {
+        kafka.set(&["redis", "key-prefix"], kafka.prefix.as_str());
+        Fixture {
+            kafka,
             _serial: serial,
-            brokers,
-            prefix,
-            group: format!("vigil-stream-{id}"),
-            dir,
-            config,
-        };
-        let out = f
-            .vigil(&["topics", "apply"])
-            .output()
-            .expect("topics apply");
-        assert!(
-            out.status.success(),
-            "topics apply: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        f
-    }
-
-    /// Adds a librdkafka setting to the instances' configuration.
-    fn set_librdkafka(&self, key: &str, value: &str) {
-        let text = std::fs::read_to_string(&self.config).expect("read config");
-        let table = "[kafka.librdkafka]\n";
-        assert!(text.contains(table), "{text}");
-        let text = text.replacen(table, &format!("{table}\"{key}\" = \"{value}\"\n"), 1);
-        std::fs::write(&self.config, text).expect("write config");
-    }
-
-    fn topic(&self, name: &str) -> String {
-        format!("{}{name}", self.prefix)
-    }
-
-    fn vigil(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
-        c.args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .env("VIGIL_KAFKA_BROKERS", &self.brokers)
-            .env("VIGIL_KAFKA_TOPIC_PREFIX", &self.prefix)
-            .env("VIGIL_KAFKA_GROUP", &self.group);
-        c
+        }
     }
 
     /// `vigil run --kafka` as instance `instance`, its log in the fixture's folder.
@@ -180,7 +106,7 @@ impl Fixture {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.path().join(format!("{instance}.log")))
+            .open(self.kafka.dir.path().join(format!("{instance}.log")))
             .expect("log file");
         let rules = rules_dir();
         let mut args = vec![
@@ -194,13 +120,14 @@ impl Fixture {
             exit_when_idle,
         ];
         args.extend_from_slice(extra);
-        let mut c = self.vigil(&args);
+        let mut c = self.kafka.vigil(&args);
         c.stdout(Stdio::null()).stderr(log);
         c.spawn().expect("start vigil")
     }
 
     fn log(&self, instance: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("{instance}.log"))).unwrap_or_default()
+        std::fs::read_to_string(self.kafka.dir.path().join(format!("{instance}.log")))
+            .unwrap_or_default()
     }
 
     fn wait(&self, mut child: Child, instance: &str, limit: Duration) {
@@ -232,7 +159,7 @@ impl Fixture {
     fn producer_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
-            .set("bootstrap.servers", &self.brokers)
+            .set("bootstrap.servers", &self.kafka.brokers)
             .set("linger.ms", "5")
             .set("message.max.bytes", "2000000");
         config
@@ -253,7 +180,10 @@ impl Fixture {
     }
 
     fn produce_with(&self, producer: &BaseProducer, events: &[Event]) {
-        let topics = [self.topic("health-events"), self.topic("biometric-updates")];
+        let topics = [
+            self.kafka.topic("health-events"),
+            self.kafka.topic("biometric-updates"),
+        ];
         for event in events {
             let body = serde_json::to_vec(&event.to_json()).unwrap();
             let topic = &topics[topic_index(event.event_type())];
@@ -269,73 +199,18 @@ impl Fixture {
         flush(producer);
     }
 
-    /// Every record of `topic`, as a read_committed consumer sees it.
-    fn read(&self, topic: &str) -> Vec<Received> {
-        let name = self.topic(topic);
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .set("group.id", format!("{}-reader", self.group))
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "true")
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("consumer");
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            tpl.add_partition_offset(&name, p, Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&tpl).expect("assign");
-        let mut at_end = std::collections::BTreeSet::new();
-        let mut out = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while at_end.len() < PARTITIONS as usize {
-            assert!(Instant::now() < deadline, "reading {name} timed out");
-            match consumer.poll(Duration::from_millis(200)) {
-                Some(Ok(m)) => {
-                    let headers = m
-                        .headers()
-                        .map(|h| {
-                            h.iter()
-                                .map(|h| {
-                                    (
-                                        h.key.to_string(),
-                                        String::from_utf8_lossy(h.value.unwrap_or_default())
-                                            .into_owned(),
-                                    )
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    at_end.remove(&m.partition());
-                    out.push(Received {
-                        payload: m.payload().map(<[u8]>::to_vec),
-                        headers,
-                        key: m.key().unwrap_or_default().to_vec(),
-                    });
-                }
-                Some(Err(KafkaError::PartitionEOF(p))) => {
-                    at_end.insert(p);
-                }
-                Some(Err(e)) => panic!("reading {name}: {e}"),
-                None => {}
-            }
-        }
-        out
-    }
-
     /// The input offsets the group has committed, summed over every input partition.
     fn committed_offsets(&self) -> i64 {
         let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .set("group.id", &self.group)
+            .set("bootstrap.servers", &self.kafka.brokers)
+            .set("group.id", &self.kafka.group)
             .set("isolation.level", "read_committed")
             .create()
             .expect("consumer");
         let mut tpl = TopicPartitionList::new();
         for topic in ["health-events", "biometric-updates"] {
             for p in 0..PARTITIONS {
-                tpl.add_partition(&self.topic(topic), p);
+                tpl.add_partition(&self.kafka.topic(topic), p);
             }
         }
         consumer
@@ -369,7 +244,8 @@ impl Fixture {
 
     /// The CloudEvents of `topic`, each partition's in offset order.
     fn cloud_events_in_log_order(&self, topic: &str) -> Vec<Value> {
-        self.read(topic)
+        self.kafka
+            .read(topic)
             .into_iter()
             .map(|r| serde_json::from_slice(&r.payload.unwrap()).unwrap())
             .collect()
@@ -381,7 +257,7 @@ impl Drop for Fixture {
         // A failed assertion shows what each instance logged: the failures these tests look
         // for (a lost or doubled output) are timing-dependent, and the logs are all there is.
         if std::thread::panicking() {
-            if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            if let Ok(entries) = std::fs::read_dir(self.kafka.dir.path()) {
                 for entry in entries.flatten() {
                     let path = entry.path();
                     if path.extension().is_some_and(|e| e == "log") {
@@ -394,21 +270,6 @@ impl Drop for Fixture {
                 let short: String = message.chars().take(4000).collect();
                 eprintln!("--- the failure, again after the logs:\n{short}");
             }
-        }
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .create()
-            .expect("admin");
-        let names: Vec<String> = TOPICS.iter().map(|(_, name)| self.topic(name)).collect();
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-        {
-            let _ = rt.block_on(admin.delete_topics(
-                &refs,
-                &AdminOptions::new().request_timeout(Some(Duration::from_secs(15))),
-            ));
         }
     }
 }
@@ -677,7 +538,7 @@ fn kafka_gives_the_engines_outputs_exactly_once_through_crashes() {
     assert_same(&got, &want);
     assert_each_users_order(&f, &in_order);
     // Nothing was dead-lettered or late in this input.
-    assert!(f.read("dead-letter").is_empty());
+    assert!(f.kafka.read("dead-letter").is_empty());
 }
 
 #[test]
@@ -716,7 +577,7 @@ fn poison_input_is_dead_lettered_and_processing_goes_on() {
     let events = events(3, 1);
     let want = expected(&events);
     let producer = f.producer();
-    let topic = f.topic("biometric-updates");
+    let topic = f.kafka.topic("biometric-updates");
     let huge = format!(
         "{{\"type\":\"heart_rate\",\"pad\":\"{}\"}}",
         "x".repeat(200_000)
@@ -749,7 +610,7 @@ fn poison_input_is_dead_lettered_and_processing_goes_on() {
     let child = f.start("p", "3s", &["--max-line-bytes", "65536"]);
     f.wait(child, "p", Duration::from_secs(180));
 
-    let dead = f.read("dead-letter");
+    let dead = f.kafka.read("dead-letter");
     assert_eq!(dead.len(), poison.len(), "{dead:?}");
     let mut by_body: BTreeMap<Vec<u8>, Vec<(String, String)>> = BTreeMap::new();
     for r in dead {
@@ -782,7 +643,7 @@ fn poison_input_is_dead_lettered_and_processing_goes_on() {
     assert!(get_reason(&by_body, &poison[3].1).contains("65536"));
     assert!(get_reason(&by_body, &poison[4].1).contains("is in the future"));
     // The good events after the poison were all processed, none of them late.
-    assert!(f.read("late-events").is_empty(), "{}", f.log("p"));
+    assert!(f.kafka.read("late-events").is_empty(), "{}", f.log("p"));
     assert_same(&f.outputs(), &want);
 }
 
@@ -800,10 +661,10 @@ fn an_unreachable_broker_is_retried_with_backoff_and_sigterm_still_stops() {
         return;
     };
     let f = Fixture::new(brokers);
-    let config = f.dir.path().join("unreachable.toml");
+    let config = f.kafka.dir.path().join("unreachable.toml");
     std::fs::write(&config, "[kafka]\nrequest-timeout = \"1s\"\n").expect("config");
     let rules = rules_dir();
-    let log = std::fs::File::create(f.dir.path().join("down.log")).expect("log");
+    let log = std::fs::File::create(f.kafka.dir.path().join("down.log")).expect("log");
     // Port 1 on loopback: nothing listens there.
     let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args([
@@ -815,7 +676,7 @@ fn an_unreachable_broker_is_retried_with_backoff_and_sigterm_still_stops() {
         ])
         .arg(&config)
         .env("VIGIL_KAFKA_BROKERS", "127.0.0.1:1")
-        .env("VIGIL_KAFKA_TOPIC_PREFIX", &f.prefix)
+        .env("VIGIL_KAFKA_TOPIC_PREFIX", &f.kafka.prefix)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -856,7 +717,10 @@ fn a_broker_that_stops_answering_mid_run_loses_and_doubles_nothing() {
     // Small fetches, so that the broker stops while most of the input is still on it, one
     // input topic fetched further than the other: the task must wait for the records already
     // on the broker, however long it is away, or the other topic's events make them late.
-    f.set_librdkafka("max.partition.fetch.bytes", "16384");
+    f.kafka.set(
+        &["kafka", "librdkafka", "max.partition.fetch.bytes"],
+        "16384",
+    );
     let events = events(12, 8);
     let want = expected(&events);
     f.produce_in_small_batches(&events);
@@ -905,7 +769,7 @@ fn a_broker_that_stops_answering_mid_run_loses_and_doubles_nothing() {
         "the outage went unnoticed:\n{log}"
     );
     assert!(
-        f.read("late-events").is_empty(),
+        f.kafka.read("late-events").is_empty(),
         "the outage made events late"
     );
     assert_same(&f.outputs(), &want);
@@ -913,13 +777,7 @@ fn a_broker_that_stops_answering_mid_run_loses_and_doubles_nothing() {
 
 /// A fresh schema in `base`'s database, as the search path of the URL returned.
 fn fresh_schema(base: &str) -> String {
-    let schema = format!(
-        "kafka_history_{}_{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros())
-    );
+    let schema = kafka_sandbox::unique("kafka_history").replace('-', "_");
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -1075,6 +933,7 @@ fn silences_are_honoured_by_two_instances() {
     std::thread::sleep(Duration::from_secs(5));
     for user in &silenced_users {
         let out = f
+            .kafka
             .vigil(&[
                 "silence", "add", "--user", user, "--for", "1h", "--reason", "test",
             ])
@@ -1088,6 +947,7 @@ fn silences_are_honoured_by_two_instances() {
         );
     }
     let listed = f
+        .kafka
         .vigil(&["silence", "list", "--json"])
         .env("VIGIL_REDIS_URL", &redis)
         .output()
@@ -1111,7 +971,7 @@ fn silences_are_honoured_by_two_instances() {
 
     let (kept_off, published): (Vec<Value>, Vec<Value>) = want.iter().cloned().partition(is_firing);
     assert_same(&f.outputs(), &published);
-    let silenced = f.read("alerts-silenced");
+    let silenced = f.kafka.read("alerts-silenced");
     assert!(silenced.iter().all(|r| r
         .headers
         .iter()
@@ -1157,7 +1017,7 @@ fn the_status_in_redis_matches_the_topics_through_a_redis_outage() {
         Duration::from_secs(120),
         || f.committed_offsets() == before.len() as i64,
     );
-    let first_user = format!("{}user:{{{}}}", f.prefix, before[0].user_id);
+    let first_user = format!("{}user:{{{}}}", f.kafka.prefix, before[0].user_id);
     wait_for(
         &f,
         "r",
@@ -1214,7 +1074,7 @@ fn the_status_in_redis_matches_the_topics_through_a_redis_outage() {
         *t = (*t).max(e.time.millis());
     }
     for (user, last) in &last_event {
-        let key = format!("{}user:{{{user}}}", f.prefix);
+        let key = format!("{}user:{{{user}}}", f.kafka.prefix);
         let status = redis_env::hgetall(&redis, &key);
         assert_eq!(
             status.get("last_event_ms").map(String::as_str),

@@ -5,172 +5,86 @@
 //! except with `CI=true`, where a missing broker fails them. Each test works under a topic
 //! prefix of its own, unique to the run, and deletes its topics at the end.
 
-use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ConfigResource, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::ClientConfig;
+use rdkafka::admin::{AlterConfig, ConfigResource, ResourceSpecifier};
 use serde_json::Value;
 
 #[path = "common/kafka.rs"]
 mod kafka_env;
+#[path = "common/kafka_sandbox.rs"]
+mod kafka_sandbox;
+use kafka_env::TOPICS;
+use kafka_sandbox::{admin_options, Sandbox};
 
 const DAY_MS: i64 = 86_400_000;
-const TOPICS: [&str; 8] = [
-    "health-events",
-    "biometric-updates",
-    "alerts",
-    "milestones",
-    "dead-letter",
-    "late-events",
-    "alerts-silenced",
-    "vigil-state",
-];
 
-/// One test's topics: a prefix of its own, an admin client, and cleanup on drop.
-struct Fixture {
-    brokers: String,
-    prefix: String,
-    dir: tempfile::TempDir,
-    admin: AdminClient<DefaultClientContext>,
-    rt: tokio::runtime::Runtime,
+/// Runs `vigil topics ARGS` in the test's sandbox, and shows what it said.
+fn vigil_topics(f: &Sandbox, args: &[&str]) -> Output {
+    let mut all = vec!["topics"];
+    all.extend_from_slice(args);
+    let out = f.vigil(&all).output().expect("run vigil");
+    eprintln!(
+        "vigil topics {args:?}: {}\nstdout:\n{}stderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
-impl Fixture {
-    fn new(brokers: String) -> Fixture {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let prefix = format!(
-            "vigil-test-{}-{nanos}-{}.",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let admin = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()
-            .expect("admin client");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("runtime");
-        Fixture {
-            brokers,
-            prefix,
-            dir: tempfile::tempdir().expect("tempdir"),
-            admin,
-            rt,
-        }
-    }
-
-    fn name(&self, topic: &str) -> String {
-        format!("{}{topic}", self.prefix)
-    }
-
-    /// Writes `vigil.toml` for this test and returns its path.
-    fn config(&self, text: &str) -> std::path::PathBuf {
-        let path = self.dir.path().join("vigil.toml");
-        std::fs::write(&path, text).expect("write config");
-        path
-    }
-
-    /// Runs `vigil topics ARGS --config CONFIG` with this test's broker and prefix.
-    fn vigil(&self, config: &Path, args: &[&str]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .arg("topics")
-            .args(args)
-            .arg("--config")
-            .arg(config)
-            .env("VIGIL_KAFKA_BROKERS", &self.brokers)
-            .env("VIGIL_KAFKA_TOPIC_PREFIX", &self.prefix)
-            .output()
-            .expect("run vigil");
-        eprintln!(
-            "vigil topics {args:?}: {}\nstdout:\n{}stderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn opts() -> AdminOptions {
-        AdminOptions::new().request_timeout(Some(Duration::from_secs(15)))
-    }
-
-    /// The broker's view of one topic: partitions, then its configs.
-    fn describe(&self, topic: &str) -> (usize, ConfigResource) {
-        let name = self.name(topic);
-        let metadata = self
-            .admin
-            .inner()
-            .fetch_metadata(Some(&name), Duration::from_secs(15))
-            .expect("metadata");
-        let partitions = metadata.topics()[0].partitions().len();
-        let mut results = self
-            .rt
-            .block_on(
-                self.admin
-                    .describe_configs(&[ResourceSpecifier::Topic(&name)], &Self::opts()),
-            )
-            .expect("describe configs");
-        let resource = results.remove(0).expect("topic config");
-        (partitions, resource)
-    }
-
-    fn config_value(&self, topic: &str, key: &str) -> String {
-        let (_, resource) = self.describe(topic);
-        resource
-            .get(key)
-            .and_then(|e| e.value.clone())
-            .unwrap_or_else(|| panic!("{topic} has no {key}"))
-    }
-
-    /// Alters a topic behind Vigil's back (AlterConfigs replaces the topic's dynamic configs).
-    fn alter(&self, topic: &str, configs: &[(&str, &str)]) {
-        let name = self.name(topic);
-        let alter = configs.iter().fold(
-            AlterConfig::new(ResourceSpecifier::Topic(&name)),
-            |a, (k, v)| a.set(k, v),
-        );
-        let results = self
-            .rt
-            .block_on(self.admin.alter_configs(&[alter], &Self::opts()))
-            .expect("alter configs");
-        for r in results {
-            r.expect("altered");
-        }
-        // The broker answers describe requests from its metadata cache, which follows the
-        // controller a moment later: wait until the change shows, as Vigil would see it.
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let (_, resource) = self.describe(topic);
-            let visible = configs
-                .iter()
-                .all(|(k, v)| resource.get(k).and_then(|e| e.value.as_deref()) == Some(*v));
-            if visible {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{name}: altered configs still not visible after 15 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+/// The broker's view of one topic: partitions, then its configs.
+fn describe(f: &Sandbox, topic: &str) -> (usize, ConfigResource) {
+    let name = f.topic(topic);
+    let partitions = f.partitions(topic);
+    let mut results = f
+        .block_on(
+            f.admin()
+                .describe_configs(&[ResourceSpecifier::Topic(&name)], &admin_options()),
+        )
+        .expect("describe configs");
+    let resource = results.remove(0).expect("topic config");
+    (partitions, resource)
 }
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let names: Vec<String> = TOPICS.iter().map(|t| self.name(t)).collect();
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let _ = self
-            .rt
-            .block_on(self.admin.delete_topics(&refs, &Self::opts()));
+fn config_value(f: &Sandbox, topic: &str, key: &str) -> String {
+    let (_, resource) = describe(f, topic);
+    resource
+        .get(key)
+        .and_then(|e| e.value.clone())
+        .unwrap_or_else(|| panic!("{topic} has no {key}"))
+}
+
+/// Alters a topic behind Vigil's back (AlterConfigs replaces the topic's dynamic configs).
+fn alter(f: &Sandbox, topic: &str, configs: &[(&str, &str)]) {
+    let name = f.topic(topic);
+    let alter = configs.iter().fold(
+        AlterConfig::new(ResourceSpecifier::Topic(&name)),
+        |a, (k, v)| a.set(k, v),
+    );
+    let results = f
+        .block_on(f.admin().alter_configs(&[alter], &admin_options()))
+        .expect("alter configs");
+    for r in results {
+        r.expect("altered");
+    }
+    // The broker answers describe requests from its metadata cache, which follows the
+    // controller a moment later: wait until the change shows, as Vigil would see it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, resource) = describe(f, topic);
+        let visible = configs
+            .iter()
+            .all(|(k, v)| resource.get(k).and_then(|e| e.value.as_deref()) == Some(*v));
+        if visible {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: altered configs still not visible after 15 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -183,15 +97,15 @@ fn apply_creates_all_seven_topics_and_a_second_apply_changes_nothing() {
     let Some(brokers) = kafka_env::brokers() else {
         return;
     };
-    let f = Fixture::new(brokers);
-    let config = f.config("[kafka.topics.alerts]\npartitions = 3\n");
-    let out = f.vigil(&config, &["apply"]);
+    let f = Sandbox::new(brokers, "vigil-test");
+    f.write_config("[kafka.topics.alerts]\npartitions = 3\n");
+    let out = vigil_topics(&f, &["apply"]);
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
     assert_eq!(text.lines().count(), TOPICS.len(), "{text}");
-    for topic in TOPICS {
+    for (_, name) in TOPICS {
         assert!(
-            text.contains(&format!("created {}:", f.name(topic))),
+            text.contains(&format!("created {}:", f.topic(name))),
             "{text}"
         );
     }
@@ -207,7 +121,7 @@ fn apply_creates_all_seven_topics_and_a_second_apply_changes_nothing() {
         ("vigil-state", 6, -1),
     ];
     for (topic, partitions, days) in expected {
-        let (have, resource) = f.describe(topic);
+        let (have, resource) = describe(&f, topic);
         assert_eq!(have, partitions, "{topic} partitions");
         let value = |k: &str| resource.get(k).and_then(|e| e.value.clone());
         let (retention, policy) = if days < 0 {
@@ -219,7 +133,7 @@ fn apply_creates_all_seven_topics_and_a_second_apply_changes_nothing() {
         assert_eq!(value("cleanup.policy").as_deref(), Some(policy), "{topic}");
     }
 
-    let again = f.vigil(&config, &["apply"]);
+    let again = vigil_topics(&f, &["apply"]);
     assert_eq!(again.status.code(), Some(0));
     assert_eq!(stdout(&again), "no changes\n");
 }
@@ -229,11 +143,12 @@ fn a_new_retention_in_the_config_reaches_the_broker_and_keeps_other_settings() {
     let Some(brokers) = kafka_env::brokers() else {
         return;
     };
-    let f = Fixture::new(brokers);
-    let config = f.config("");
-    assert_eq!(f.vigil(&config, &["apply"]).status.code(), Some(0));
+    let f = Sandbox::new(brokers, "vigil-test");
+    f.write_config("");
+    assert_eq!(vigil_topics(&f, &["apply"]).status.code(), Some(0));
     // A setting Vigil does not manage, which its AlterConfigs must send back unchanged.
-    f.alter(
+    alter(
+        &f,
         "health-events",
         &[
             ("retention.ms", &(30 * DAY_MS).to_string()),
@@ -241,37 +156,37 @@ fn a_new_retention_in_the_config_reaches_the_broker_and_keeps_other_settings() {
             ("segment.ms", "3600000"),
         ],
     );
-    assert_eq!(f.config_value("health-events", "segment.ms"), "3600000");
+    assert_eq!(config_value(&f, "health-events", "segment.ms"), "3600000");
 
-    let config = f.config(
+    f.write_config(
         "[kafka.topics.health-events]\nretention = \"45d\"\n\n\
          [kafka.topics.alerts]\npartitions = 8\ncleanup-policy = \"compact,delete\"\n",
     );
-    let out = f.vigil(&config, &["apply"]);
+    let out = vigil_topics(&f, &["apply"]);
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines,
         [
-            format!("altered {}: partitions 6 -> 8", f.name("alerts")),
+            format!("altered {}: partitions 6 -> 8", f.topic("alerts")),
             format!(
                 "altered {}: retention.ms 2592000000 (30d) -> 3888000000 (45d)",
-                f.name("health-events")
+                f.topic("health-events")
             ),
             format!(
                 "altered {}: cleanup.policy delete -> compact,delete",
-                f.name("alerts")
+                f.topic("alerts")
             ),
         ],
         "{text}"
     );
     assert_eq!(
-        f.config_value("health-events", "retention.ms"),
+        config_value(&f, "health-events", "retention.ms"),
         (45 * DAY_MS).to_string()
     );
-    assert_eq!(f.config_value("health-events", "segment.ms"), "3600000");
-    let (partitions, resource) = f.describe("alerts");
+    assert_eq!(config_value(&f, "health-events", "segment.ms"), "3600000");
+    let (partitions, resource) = describe(&f, "alerts");
     assert_eq!(partitions, 8);
     let policy = resource
         .get("cleanup.policy")
@@ -281,18 +196,18 @@ fn a_new_retention_in_the_config_reaches_the_broker_and_keeps_other_settings() {
         policy == "compact,delete" || policy == "delete,compact",
         "{policy}"
     );
-    assert_eq!(stdout(&f.vigil(&config, &["apply"])), "no changes\n");
+    assert_eq!(stdout(&vigil_topics(&f, &["apply"])), "no changes\n");
 
     // Fewer partitions in the config than on the broker: reported, never decreased.
-    let fewer = f.config(
+    f.write_config(
         "[kafka.topics.health-events]\nretention = \"45d\"\n\n\
          [kafka.topics.alerts]\npartitions = 2\ncleanup-policy = \"compact,delete\"\n",
     );
-    let out = f.vigil(&fewer, &["apply"]);
+    let out = vigil_topics(&f, &["apply"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(stdout(&out), "no changes\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("Kafka cannot remove partitions"));
-    assert_eq!(f.describe("alerts").0, 8);
+    assert_eq!(describe(&f, "alerts").0, 8);
 }
 
 #[test]
@@ -300,11 +215,11 @@ fn show_json_reflects_the_broker_and_marks_a_change_made_behind_vigils_back() {
     let Some(brokers) = kafka_env::brokers() else {
         return;
     };
-    let f = Fixture::new(brokers);
-    let config = f.config("");
+    let f = Sandbox::new(brokers, "vigil-test");
+    f.write_config("");
 
     // Before apply: every topic missing.
-    let out = f.vigil(&config, &["show", "--json"]);
+    let out = vigil_topics(&f, &["show", "--json"]);
     assert_eq!(out.status.code(), Some(5));
     let doc: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(doc["in_line"], false);
@@ -313,21 +228,16 @@ fn show_json_reflects_the_broker_and_marks_a_change_made_behind_vigils_back() {
         assert_eq!(t["differences"][0]["field"], "exists");
     }
 
-    assert_eq!(f.vigil(&config, &["apply"]).status.code(), Some(0));
-    let out = f.vigil(&config, &["show", "--json"]);
+    assert_eq!(vigil_topics(&f, &["apply"]).status.code(), Some(0));
+    let out = vigil_topics(&f, &["show", "--json"]);
     assert_eq!(out.status.code(), Some(0));
     let doc: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(doc["in_line"], true);
     let topics = doc["topics"].as_array().expect("topics");
     assert_eq!(topics.len(), TOPICS.len());
-    for (t, name) in topics.iter().zip(TOPICS) {
-        let key = match name {
-            "vigil-state" => "state",
-            "alerts-silenced" => "silenced",
-            _ => name,
-        };
+    for (t, (key, name)) in topics.iter().zip(TOPICS) {
         assert_eq!(t["key"], key);
-        assert_eq!(t["name"], f.name(name));
+        assert_eq!(t["name"], f.topic(name));
         assert_eq!(t["actual"]["partitions"], 6);
         assert_eq!(t["actual"]["replication_factor"], 1);
         assert_eq!(t["actual"]["retention_ms"], t["configured"]["retention_ms"]);
@@ -337,11 +247,12 @@ fn show_json_reflects_the_broker_and_marks_a_change_made_behind_vigils_back() {
     }
 
     // Someone shortens the retention of milestones with another tool.
-    f.alter(
+    alter(
+        &f,
         "milestones",
         &[("retention.ms", "3600000"), ("cleanup.policy", "delete")],
     );
-    let out = f.vigil(&config, &["show", "--json"]);
+    let out = vigil_topics(&f, &["show", "--json"]);
     assert_eq!(out.status.code(), Some(5));
     let doc: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(doc["in_line"], false);
@@ -362,23 +273,23 @@ fn show_json_reflects_the_broker_and_marks_a_change_made_behind_vigils_back() {
     }
 
     // The table marks it too, and apply puts it back.
-    let table = stdout(&f.vigil(&config, &["show"]));
+    let table = stdout(&vigil_topics(&f, &["show"]));
     assert!(
         table.contains(&format!(
             "* {}: retention.ms is 3600000 (1h), configured 2592000000 (30d)",
-            f.name("milestones")
+            f.topic("milestones")
         )),
         "{table}"
     );
-    let out = f.vigil(&config, &["apply"]);
+    let out = vigil_topics(&f, &["apply"]);
     assert_eq!(
         stdout(&out),
         format!(
             "altered {}: retention.ms 3600000 (1h) -> 2592000000 (30d)\n",
-            f.name("milestones")
+            f.topic("milestones")
         )
     );
-    assert_eq!(f.vigil(&config, &["show", "--json"]).status.code(), Some(0));
+    assert_eq!(vigil_topics(&f, &["show", "--json"]).status.code(), Some(0));
 }
 
 #[test]

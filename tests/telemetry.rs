@@ -10,11 +10,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
@@ -22,7 +19,9 @@ use vigil::event::{EventType, Topic};
 
 #[path = "common/kafka.rs"]
 mod kafka_env;
-use kafka_env::TOPICS;
+#[path = "common/kafka_sandbox.rs"]
+mod kafka_sandbox;
+use kafka_sandbox::Sandbox;
 
 const PARTITIONS: i32 = 2;
 
@@ -113,73 +112,29 @@ fn summary(log: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// A sandbox with Vigil's topics, and the one instance the test runs there.
 struct Kafka {
-    brokers: String,
-    prefix: String,
-    group: String,
-    dir: tempfile::TempDir,
-    config: PathBuf,
+    sandbox: Sandbox,
 }
 
 impl Kafka {
     fn new(brokers: String) -> Kafka {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let id = format!(
-            "{}-{nanos}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("vigil.toml");
-        let mut text = String::from(
-            "[kafka]\nrequest-timeout = \"15s\"\n\n[kafka.streaming]\ncommit-interval = \
-             \"50ms\"\n\n[kafka.librdkafka]\n\
-             \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
-        );
-        for (topic, _) in TOPICS {
-            text.push_str(&format!(
-                "\n[kafka.topics.{topic}]\npartitions = {PARTITIONS}\nretention = \"forever\"\n"
-            ));
+        Kafka {
+            sandbox: Sandbox::with_topics(brokers, "vigil-telemetry", PARTITIONS),
         }
-        std::fs::write(&config, text).expect("write config");
-        let k = Kafka {
-            brokers,
-            prefix: format!("vigil-telemetry-{id}."),
-            group: format!("vigil-telemetry-{id}"),
-            dir,
-            config,
-        };
-        let out = k
-            .vigil(&["topics", "apply"])
-            .output()
-            .expect("topics apply");
-        assert!(
-            out.status.success(),
-            "topics apply: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        k
     }
 
+    /// `vigil ARGS` in the sandbox, logging as it does by default: the test reads its log.
     fn vigil(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
-        c.args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .env("VIGIL_KAFKA_BROKERS", &self.brokers)
-            .env("VIGIL_KAFKA_TOPIC_PREFIX", &self.prefix)
-            .env("VIGIL_KAFKA_GROUP", &self.group)
-            .env_remove("VIGIL_LOG")
+        let mut c = self.sandbox.vigil(args);
+        c.env_remove("VIGIL_LOG")
             .env_remove("RUST_LOG")
             .env_remove("VIGIL_LOG_FORMAT");
         c
     }
 
     fn log_path(&self) -> PathBuf {
-        self.dir.path().join("vigil.log")
+        self.sandbox.dir.path().join("vigil.log")
     }
 
     fn log(&self) -> String {
@@ -189,7 +144,7 @@ impl Kafka {
     /// Produces the fixture's lines, each on its type's topic, keyed by user.
     fn produce(&self, lines: &[String]) {
         let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
+            .set("bootstrap.servers", &self.sandbox.brokers)
             .set("linger.ms", "5")
             .create()
             .expect("producer");
@@ -204,7 +159,7 @@ impl Kafka {
                 Topic::BiometricUpdates => "biometric-updates",
             };
             let user = json["user_id"].as_str().expect("a user");
-            let topic = format!("{}{topic}", self.prefix);
+            let topic = self.sandbox.topic(topic);
             let mut record = BaseRecord::to(&topic)
                 .key(user.as_bytes())
                 .payload(line.as_bytes());
@@ -220,31 +175,6 @@ impl Kafka {
             }
         }
         producer.flush(Duration::from_secs(30)).expect("flush");
-    }
-}
-
-impl Drop for Kafka {
-    fn drop(&mut self) {
-        let Ok(admin) = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .create::<AdminClient<DefaultClientContext>>()
-        else {
-            return;
-        };
-        let names: Vec<String> = TOPICS
-            .iter()
-            .map(|(_, name)| format!("{}{name}", self.prefix))
-            .collect();
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-        {
-            let _ = rt.block_on(admin.delete_topics(
-                &refs,
-                &AdminOptions::new().request_timeout(Some(Duration::from_secs(15))),
-            ));
-        }
     }
 }
 
@@ -339,8 +269,8 @@ fn kafka_mode_serves_metrics_health_and_readiness() {
         },
     );
     let (s, text) = metrics;
-    let health = format!("topic=\"{}health-events\"", k.prefix);
-    let bio = format!("topic=\"{}biometric-updates\"", k.prefix);
+    let health = format!("topic=\"{}health-events\"", k.sandbox.prefix);
+    let bio = format!("topic=\"{}biometric-updates\"", k.sandbox.prefix);
     let mut by_type: BTreeMap<String, f64> = BTreeMap::new();
     for line in &lines {
         let json: serde_json::Value = serde_json::from_str(line).expect("event");

@@ -1,4 +1,6 @@
-//! The broker the Kafka tests and the `kafka_e2e` bench talk to.
+//! The broker the Kafka tests and the `kafka_e2e` bench talk to. The library's own Kafka
+//! tests include this file too: what it holds must build without the `vigil` binary
+//! (`kafka_sandbox.rs` holds what needs it).
 
 /// `VIGIL_KAFKA_BROKERS`, or `None` (after saying so) when the caller must skip. With
 /// `CI=true` a missing broker is a failure, never a skip.
