@@ -180,11 +180,20 @@ impl Fixture {
     }
 
     fn produce_with(&self, producer: &BaseProducer, events: &[Event]) {
+        self.produce_sent_at(producer, events.iter().map(|e| (e, e.time.millis())));
+    }
+
+    /// Produces each event stamped with the time it was sent (ms), in the order given.
+    fn produce_sent_at<'e>(
+        &self,
+        producer: &BaseProducer,
+        events: impl IntoIterator<Item = (&'e Event, i64)>,
+    ) {
         let topics = [
             self.kafka.topic("health-events"),
             self.kafka.topic("biometric-updates"),
         ];
-        for event in events {
+        for (event, sent_ms) in events {
             let body = serde_json::to_vec(&event.to_json()).unwrap();
             let topic = &topics[topic_index(event.event_type())];
             send(
@@ -193,7 +202,7 @@ impl Fixture {
                     .partition(partition_of(&event.user_id))
                     .key(event.user_id.as_bytes())
                     .payload(&body[..])
-                    .timestamp(event.time.millis()),
+                    .timestamp(sent_ms),
             );
         }
         flush(producer);
@@ -645,6 +654,88 @@ fn poison_input_is_dead_lettered_and_processing_goes_on() {
     // The good events after the poison were all processed, none of them late.
     assert!(f.kafka.read("late-events").is_empty(), "{}", f.log("p"));
     assert_same(&f.outputs(), &want);
+}
+
+/// A phone whose clock is ten days ahead, in a partition it shares with other users, its
+/// records stamped by a live producer when sent (at the true time): its events sort in the
+/// merge by when they were sent, so they do not hold the other users' records behind them
+/// until the other input reaches their date (which made those records late). The other users'
+/// outputs are those of a run without that phone, and none of their events is late.
+#[test]
+fn a_device_clock_ahead_does_not_hold_other_users_records() {
+    let Some(brokers) = kafka_env::brokers() else {
+        return;
+    };
+    let f = Fixture::new(brokers);
+    let others = events(9, 1);
+    let want = expected(&others);
+    let mut users: Vec<&str> = others.iter().map(|e| e.user_id.as_str()).collect();
+    users.sort_unstable();
+    users.dedup();
+    let busiest = (0..PARTITIONS)
+        .max_by_key(|&p| users.iter().filter(|u| partition_of(u) == p).count())
+        .expect("partitions");
+    assert!(
+        users.iter().filter(|u| partition_of(u) == busiest).count() >= 2,
+        "the phone must share its task with two users or more, for the stream clock to out-vote it"
+    );
+    let wrong = (0..)
+        .map(|i| format!("wrong-clock-{i}"))
+        .find(|u| partition_of(u) == busiest)
+        .expect("a name in that partition");
+    let twin = users
+        .iter()
+        .find(|u| partition_of(u) == busiest)
+        .expect("a user there");
+    // The twin's reports (health-events), as the phone's, dated ten days late, from the
+    // fourth day on: by then the task has seen its other users, and with three users or more
+    // the stream clock follows the second latest, which one wrong clock cannot move (with
+    // fewer there is no majority to out-vote it: docs/rules.md).
+    let ahead = 10 * 86_400_000;
+    let from = others
+        .iter()
+        .map(|e| e.time.millis())
+        .min()
+        .expect("events")
+        + 3 * 86_400_000;
+    let phone: Vec<(Event, i64)> = others
+        .iter()
+        .filter(|e| e.user_id == *twin && topic_index(e.event_type()) == 0)
+        .filter(|e| e.time.millis() >= from)
+        .map(|e| {
+            let mut w = e.clone();
+            w.user_id = wrong.clone();
+            w.id = format!("{wrong}-{}", e.id);
+            w.time = e.time.plus_millis(ahead);
+            (w, e.time.millis())
+        })
+        .collect();
+    assert!(phone.len() >= 30, "{} reports", phone.len());
+    // Everything in the order it was sent.
+    let mut sent: Vec<(&Event, i64)> = others
+        .iter()
+        .map(|e| (e, e.time.millis()))
+        .chain(phone.iter().map(|(e, at)| (e, *at)))
+        .collect();
+    sent.sort_by_key(|(_, at)| *at);
+    f.produce_sent_at(&f.producer(), sent);
+    let child = f.start("w", "3s", &[]);
+    f.wait(child, "w", Duration::from_secs(180));
+
+    let late: Vec<String> = f
+        .kafka
+        .read("late-events")
+        .into_iter()
+        .map(|r| String::from_utf8_lossy(&r.key).into_owned())
+        .filter(|user| *user != wrong)
+        .collect();
+    assert!(late.is_empty(), "late events of other users: {late:?}");
+    let got: Vec<Value> = f
+        .outputs()
+        .into_iter()
+        .filter(|o| o["subject"] != wrong.as_str())
+        .collect();
+    assert_same(&got, &want);
 }
 
 fn get_reason(by_body: &BTreeMap<Vec<u8>, Vec<(String, String)>>, body: &[u8]) -> String {
