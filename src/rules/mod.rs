@@ -5,6 +5,7 @@
 //! - [`duration`]: durations, windows, streak and cooldown lengths;
 //! - [`check`]: checks a set of files and resolves them into a [`RuleSet`], every error at
 //!   once;
+//! - [`compiled`]: the [`RuleSet`] the engine runs: rules, statistics, shared series;
 //! - [`diagnostic`]: errors with file:line:column and a rendered snippet;
 //! - [`load`]: finding and reading rule files.
 
