@@ -13,8 +13,8 @@
 //! - [`engine`]: the deterministic core — per-user event time, lateness, series and
 //!   incremental aggregates, rule evaluation, streaks, sequences, absence timers, outputs;
 //! - [`io`]: the embedded edges — JSON-lines input, outputs, dead letters, late events;
-//! - [`testing`]: rule tests (`*.test.toml` beside the rules), shared by `vigil test` and
-//!   `cargo test`;
+//! - [`rule_tests`]: the runner of rule tests (`*.test.toml` beside the rules), shared by
+//!   `vigil test` and `cargo test`;
 //! - [`import`]: converters from vendor exports (WHOOP) into Vigil events;
 //! - [`simulate`]: realistic synthetic users for fixtures, demos and benchmarks;
 //! - [`schema`]: the JSON Schemas published in `schemas/`;
@@ -42,9 +42,9 @@ pub mod history;
 pub mod import;
 pub mod io;
 pub mod kafka;
+pub mod rule_tests;
 pub mod rules;
 pub mod schema;
 pub mod simulate;
 pub mod status;
 pub mod telemetry;
-pub mod testing;
