@@ -2,8 +2,8 @@
 
 use super::scope::FieldScope;
 use super::Checker;
-use crate::engine::aggregate::AggKind;
 use crate::event::{EventType, ValueType};
+use crate::rules::agg_kind::AggKind;
 use crate::rules::compiled::Stat;
 use crate::rules::duration::{parse_window, Window};
 use crate::rules::expr::Expr;
