@@ -8,8 +8,9 @@
 //!
 //! - [`event`]: the input event model (typed payloads, RFC 3339 times with their offsets),
 //!   decoding and JSON Schema validation of input lines;
-//! - [`rules`]: the rule language — file model, expressions, windows, checking with
-//!   file:line:column diagnostics, loading;
+//! - [`rules`]: the rule language — file model, expressions, windows, aggregates, the checker
+//!   (every problem at once, with file:line:column diagnostics) and the compiled rule set it
+//!   produces, loading;
 //! - [`engine`]: the deterministic core — per-user event time, lateness, series and
 //!   incremental aggregates, rule evaluation, streaks, sequences, absence timers, outputs;
 //! - [`io`]: the embedded edges — JSON-lines input, outputs, dead letters, late events;
