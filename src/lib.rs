@@ -8,15 +8,16 @@
 //!
 //! - [`event`]: the input event model (typed payloads, RFC 3339 times with their offsets),
 //!   decoding and JSON Schema validation of input lines;
-//! - [`rules`]: the rule language — file model, expressions, windows, checking with
-//!   file:line:column diagnostics, loading;
+//! - [`rules`]: the rule language — file model, expressions, windows, aggregates, the checker
+//!   (every problem at once, with file:line:column diagnostics) and the compiled rule set it
+//!   produces, loading;
 //! - [`engine`]: the deterministic core — per-user event time, lateness, series and
 //!   incremental aggregates, rule evaluation, streaks, sequences, absence timers, outputs;
 //! - [`io`]: the per-record routing step every edge shares (`io::route`: decode, admit,
 //!   process, and where each result goes), and the embedded edge — JSON-lines input, outputs,
 //!   dead letters, late events;
-//! - [`testing`]: rule tests (`*.test.toml` beside the rules), shared by `vigil test` and
-//!   `cargo test`;
+//! - [`rule_tests`]: the runner of rule tests (`*.test.toml` beside the rules), shared by
+//!   `vigil test` and `cargo test`;
 //! - [`import`]: converters from vendor exports (WHOOP) into Vigil events;
 //! - [`simulate`]: realistic synthetic users for fixtures, demos and benchmarks;
 //! - [`schema`]: the JSON Schemas published in `schemas/`;
@@ -46,9 +47,9 @@ pub mod history;
 pub mod import;
 pub mod io;
 pub mod kafka;
+pub mod rule_tests;
 pub mod rules;
 pub mod schema;
 pub mod simulate;
 pub mod status;
 pub mod telemetry;
-pub mod testing;

@@ -372,6 +372,34 @@ fn migrate_says_connection_refused_for_a_closed_port() {
     assert!(!said.contains("pool timed out"), "{said}");
 }
 
+#[test]
+fn migrate_check_exits_7_until_the_migrations_are_applied() {
+    // 7, not the 5 of `topics show`: a deployment script that runs both tells them apart.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("history.db");
+    // An empty file is an empty SQLite database: it exists, and nothing is applied yet.
+    std::fs::File::create(&db).expect("create the database file");
+    let url = format!("sqlite:{}", path(&db));
+    let check = ["migrate", "--check", "--history", &url];
+
+    let out = vigil(dir.path(), &check);
+    no_panic(&out);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(said.contains("migrations not current"), "{said}");
+    assert!(said.contains("pending: "), "{said}");
+
+    let out = vigil(dir.path(), &["migrate", "--history", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = vigil(dir.path(), &check);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("migrations current"),
+        "{}",
+        stdout(&out)
+    );
+}
+
 // -------------------------------------------------------------- arguments checked at once
 
 #[test]

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use vigil::rule_tests::run_test_file;
 use vigil::rules::{compile_files, find_rule_files, find_test_files, load_rules, SourceFile};
-use vigil::testing::run_test_file;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -15,7 +15,7 @@ pub struct MigrateArgs {
     /// The configuration file (default: ./vigil.toml when it exists).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Change nothing: report whether the migrations are current; exit 5 when they are not.
+    /// Change nothing: report whether the migrations are current; exit 7 when they are not.
     #[arg(long)]
     check: bool,
 }

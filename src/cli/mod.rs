@@ -5,8 +5,8 @@
 //! missing history database for a command that only reads it); 2 bad usage (an argument out of
 //! range among them, see [`args`]); 3 invalid rules (`check`, and any command that loads
 //! rules); 4 failing rule tests, or none found; 5 Kafka topics that differ from the
-//! configuration (`topics show`), or history migrations not current (`migrate --check`); 6 no
-//! such alert or milestone (`alerts show`), or no such silence (`silence remove`).
+//! configuration (`topics show`); 6 no such alert or milestone (`alerts show`), or no such
+//! silence (`silence remove`); 7 history migrations not current (`migrate --check`).
 //!
 //! `health` has codes of its own, for scripts and orchestrators: 0 healthy, 1 degraded (the
 //! engine runs, something needs attention: the history database or Redis unreachable,
@@ -58,8 +58,10 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_INVALID_RULES: u8 = 3;
 pub const EXIT_TESTS_FAILED: u8 = 4;
 pub const EXIT_TOPICS_DIFFER: u8 = 5;
-pub const EXIT_NOT_CURRENT: u8 = 5;
 pub const EXIT_NOT_FOUND: u8 = 6;
+// Not 5, which `topics show` uses: a deployment script that runs both must be able to tell
+// the topics from the schema.
+pub const EXIT_NOT_CURRENT: u8 = 7;
 
 #[derive(Parser, Debug)]
 #[command(

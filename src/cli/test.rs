@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use clap::Args;
 
+use crate::rule_tests::run_test_file;
 use crate::rules::load::TEST_SUFFIX;
 use crate::rules::{find_test_files, load_rules};
-use crate::testing::run_test_file;
 
 #[derive(Args, Debug)]
 pub struct TestArgs {

@@ -8,12 +8,12 @@
 
 use std::collections::VecDeque;
 
-use super::aggregate::{naive, AggKind, Incremental, Sample};
+use super::aggregate::{naive, Incremental, Sample};
 use super::nights::NightStore;
 use crate::event::{Value, DAY_MS};
 use crate::rules::duration::Window;
 use crate::rules::expr::{Env, Slot};
-use crate::rules::{SeriesDef, Stat, Storage};
+use crate::rules::{AggKind, SeriesDef, Stat, Storage};
 
 /// The samples of one series for one key.
 #[derive(Debug)]

@@ -7,7 +7,7 @@ use serde_json::{Map, Value as Json};
 use thiserror::Error;
 
 use super::fast::{plain_rfc3339, FastPath};
-use super::json::{self, MAX_NESTING};
+use super::json::{self, JsonError};
 use super::plausible::{self, identifier_problem, IDENTIFIER_PATTERN};
 use super::{event_envelope_schema, Event, EventData, EventTime, EventType};
 
@@ -23,23 +23,9 @@ const CLOUDEVENTS_TYPE_PREFIX: &str = "io.vigil.";
 pub enum DecodeError {
     #[error("line of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge { len: usize, max: usize },
-    #[error("not UTF-8: invalid byte sequence at byte {offset}")]
-    NotUtf8 { offset: usize },
-    #[error(
-        "byte-order mark (U+FEFF) before the JSON: one is skipped only at the very start of \
-         a file or stream"
-    )]
-    ByteOrderMark,
-    #[error("not valid JSON: {0}")]
-    Json(String),
-    #[error("nesting too deep: more than {MAX_NESTING} levels of arrays and objects {at}")]
-    TooDeep { at: String },
-    #[error("number out of range: beyond the largest finite double (about 1.8e308) {at}")]
-    NumberOutOfRange { at: String },
-    #[error("`{literal}` is not a JSON number (JSON has no NaN or infinities) {at}")]
-    NotANumber { literal: String, at: String },
-    #[error("duplicate key `{key}` {at}: a key may appear only once in an object")]
-    DuplicateKey { key: String, at: String },
+    /// Not JSON as both decoding paths read it.
+    #[error(transparent)]
+    Json(#[from] JsonError),
     #[error("expected a JSON object, found {0}")]
     NotObject(&'static str),
     #[error("missing string field `type`")]

@@ -16,21 +16,44 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::forward_to_deserialize_any;
 use serde_json::{Map, Number, Value as Json};
-
-use super::DecodeError;
+use thiserror::Error;
 
 /// `serde_json`'s nesting limit (arrays and objects), for the reason given when it is hit.
 pub const MAX_NESTING: usize = 128;
 
 const BYTE_ORDER_MARK: char = '\u{feff}';
 
+/// Why a line is not JSON as both decoding paths read it. Its own type rather than
+/// [`DecodeError`](super::DecodeError)'s variants: reading JSON comes before, and knows
+/// nothing of, decoding events, which wraps it.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum JsonError {
+    #[error("not UTF-8: invalid byte sequence at byte {offset}")]
+    NotUtf8 { offset: usize },
+    #[error(
+        "byte-order mark (U+FEFF) before the JSON: one is skipped only at the very start of \
+         a file or stream"
+    )]
+    ByteOrderMark,
+    #[error("not valid JSON: {0}")]
+    Invalid(String),
+    #[error("nesting too deep: more than {MAX_NESTING} levels of arrays and objects {at}")]
+    TooDeep { at: String },
+    #[error("number out of range: beyond the largest finite double (about 1.8e308) {at}")]
+    NumberOutOfRange { at: String },
+    #[error("`{literal}` is not a JSON number (JSON has no NaN or infinities) {at}")]
+    NotANumber { literal: String, at: String },
+    #[error("duplicate key `{key}` {at}: a key may appear only once in an object")]
+    DuplicateKey { key: String, at: String },
+}
+
 /// Parses `line` into a JSON tree, refusing duplicate keys; the error says what is wrong.
-pub(super) fn parse_line(line: &[u8]) -> Result<Json, DecodeError> {
-    let text = std::str::from_utf8(line).map_err(|e| DecodeError::NotUtf8 {
+pub(super) fn parse_line(line: &[u8]) -> Result<Json, JsonError> {
+    let text = std::str::from_utf8(line).map_err(|e| JsonError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
     if text.starts_with(BYTE_ORDER_MARK) {
-        return Err(DecodeError::ByteOrderMark);
+        return Err(JsonError::ByteOrderMark);
     }
     let mut de = serde_json::Deserializer::from_str(text);
     let parsed = UniqueKeys
@@ -42,26 +65,26 @@ pub(super) fn parse_line(line: &[u8]) -> Result<Json, DecodeError> {
 /// The precise reason for a `serde_json` error. `serde_json` has no public error codes, so its
 /// messages are matched; a unit test pins each one, so a change of wording fails the tests
 /// instead of blurring the reasons.
-fn classify(text: &str, e: &serde_json::Error) -> DecodeError {
+fn classify(text: &str, e: &serde_json::Error) -> JsonError {
     let at = format!("at line {} column {}", e.line(), e.column());
     let message = e.to_string();
     if message.starts_with("recursion limit exceeded") {
-        return DecodeError::TooDeep { at };
+        return JsonError::TooDeep { at };
     }
     if message.starts_with("number out of range") {
-        return DecodeError::NumberOutOfRange { at };
+        return JsonError::NumberOutOfRange { at };
     }
     if let Some(key) = message.strip_prefix(DUPLICATE_KEY) {
         let key = key.split(DUPLICATE_KEY_END).next().unwrap_or_default();
-        return DecodeError::DuplicateKey {
+        return JsonError::DuplicateKey {
             key: key.to_string(),
             at,
         };
     }
     if let Some(literal) = non_finite_literal(text, e.line(), e.column()) {
-        return DecodeError::NotANumber { literal, at };
+        return JsonError::NotANumber { literal, at };
     }
-    DecodeError::Json(message)
+    JsonError::Invalid(message)
 }
 
 /// `NaN`, `Infinity` and the like where the parser stopped: what some encoders write for
@@ -240,7 +263,7 @@ mod tests {
         ] {
             let e = parse_line(line.as_bytes()).unwrap_err();
             assert!(
-                matches!(&e, DecodeError::DuplicateKey { key: k, .. } if k == key),
+                matches!(&e, JsonError::DuplicateKey { key: k, .. } if k == key),
                 "{line}: {e:?}"
             );
             assert!(e.to_string().starts_with("duplicate key `"), "{e}");
@@ -282,7 +305,7 @@ mod tests {
         );
         assert!(reason("{not json").starts_with("not valid JSON: key must be a string"));
         let bad_utf8 = parse_line(b"{\"id\":\"\xff\"}").unwrap_err();
-        assert_eq!(bad_utf8, DecodeError::NotUtf8 { offset: 7 });
+        assert_eq!(bad_utf8, JsonError::NotUtf8 { offset: 7 });
         assert!(reason("\u{feff}{}").contains("byte-order mark"));
     }
 }

@@ -20,7 +20,7 @@ mod types;
 mod value;
 
 pub use decode::{DecodeError, Decoder, DEFAULT_MAX_LINE_BYTES};
-pub use json::MAX_NESTING;
+pub use json::{JsonError, MAX_NESTING};
 pub use schema::{event_envelope_schema, event_union_schema};
 pub use time::{day_to_string, EventTime, DAY_MS};
 pub use types::*;

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
-use super::store::Backend;
+use super::backend::Backend;
 use crate::engine::AlertState;
 use crate::rules::duration::parse_duration;
 

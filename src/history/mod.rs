@@ -2,6 +2,7 @@
 //! in the embedded mode, both through sqlx with runtime queries (no database needed to
 //! compile).
 //!
+//! - [`backend`]: which database a URL names (PostgreSQL or SQLite);
 //! - [`row`]: one output as a row — its CloudEvent as emitted, plus the columns people filter
 //!   by;
 //! - [`filter`]: what `vigil alerts list` asks for, and the SQL it becomes;
@@ -13,14 +14,16 @@
 //! Writes are idempotent on the CloudEvent id (deterministic per rule, version, user, state
 //! and occasion), so a retry, a replay or an overlapping batch never makes a second row.
 
+pub mod backend;
 pub mod filter;
 pub mod row;
 pub mod store;
 pub mod writer;
 
+pub use backend::Backend;
 pub use filter::{parse_since, ListFilter, RowState};
 pub use row::HistoryRow;
-pub use store::{Backend, HistoryStore};
+pub use store::HistoryStore;
 pub use writer::{CloseReport, HistoryWriter, WriterOptions, WriterState, WriterStatus};
 
 /// The embedded default: a SQLite file in the working directory, created when missing.

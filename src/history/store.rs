@@ -11,6 +11,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
 
+use super::backend::Backend;
 use super::filter::{columns, Bind, ListFilter};
 use super::row::{parse_night, parse_sqlite_time, sqlite_time, HistoryRow};
 use super::HistoryError;
@@ -25,36 +26,11 @@ const INSERT_CHUNK: usize = 1_000;
 const INSERT_COLUMNS: &str = "INSERT INTO history (id, event_type, kind, rule_id, rule_version, \
      user_id, time, night, state, severity, silenced, event) ";
 
-/// The database behind a history URL.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
-
-impl Backend {
-    /// `postgres://…` / `postgresql://…` or `sqlite:…`.
-    pub fn from_url(url: &str) -> Result<Backend, HistoryError> {
-        let scheme = url.split(':').next().unwrap_or_default();
-        match scheme {
-            "postgres" | "postgresql" => Ok(Backend::Postgres),
-            "sqlite" => Ok(Backend::Sqlite),
-            _ => Err(HistoryError::UnknownScheme(super::redact_url(url))),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Postgres => "PostgreSQL",
-            Backend::Sqlite => "SQLite",
-        }
-    }
-
-    fn migrator(self) -> &'static Migrator {
-        match self {
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-        }
+/// The migrations this build carries for `backend`.
+fn migrator(backend: Backend) -> &'static Migrator {
+    match backend {
+        Backend::Postgres => &POSTGRES_MIGRATIONS,
+        Backend::Sqlite => &SQLITE_MIGRATIONS,
     }
 }
 
@@ -169,7 +145,7 @@ impl HistoryStore {
     /// Compares the applied migrations with this build's, without changing anything (for
     /// `vigil health`).
     pub async fn migrations_current(&self) -> Result<MigrationStatus, HistoryError> {
-        let migrator = self.backend().migrator();
+        let migrator = migrator(self.backend());
         let applied = match self {
             HistoryStore::Postgres(pool) => {
                 let exists: bool =

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::agg_kind::AggKind;
 use super::duration::{Extent, Window};
 use super::expr::Expr;
-use crate::engine::aggregate::AggKind;
 use crate::event::EventType;
 
 /// Alert (with a lifecycle) or milestone (a single event).

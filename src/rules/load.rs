@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::compile::{compile_files, SourceFile};
+use super::check::{compile_files, SourceFile};
 use super::compiled::RuleSet;
 use super::diagnostic::Diagnostic;
 

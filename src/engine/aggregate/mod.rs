@@ -1,9 +1,8 @@
-//! Window aggregates: the [`AggKind`] registry, the from-scratch reference [`naive`], and
-//! [`Incremental`], which keeps one aggregate current over a FIFO window in amortised O(1)
-//! (O(n) memmove for percentiles).
+//! Window aggregates: the from-scratch reference [`naive`], and [`Incremental`], which keeps
+//! one aggregate current over a FIFO window in amortised O(1) (O(n) memmove for percentiles).
+//! Which aggregate is which is the rule language's registry, [`AggKind`].
 //!
 //! # Layout
-//! - `kind`: the registry of aggregate names of the rule language.
 //! - `naive`: recomputation from scratch, used by calendar windows and as the test oracle.
 //! - `two_stacks`: generic Two-Stacks sliding aggregation over a `Monoid`, which runs
 //!   `sum` (Count, Sum, Mean), `moments` (StdDev), `extrema` (Min, Max), `ends` (First, Last),
@@ -22,7 +21,6 @@
 mod ends;
 mod ewma;
 mod extrema;
-mod kind;
 mod max_gap;
 mod moments;
 mod naive;
@@ -36,8 +34,9 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
-pub use kind::AggKind;
 pub use naive::naive;
+
+use crate::rules::AggKind;
 
 use ends::{FirstM, LastM};
 use ewma::EwmaM;

@@ -7,7 +7,8 @@
 
 use super::order_stat::percentile_of_sorted;
 use super::slope::MS_PER_DAY;
-use super::{AggKind, Sample};
+use super::Sample;
+use crate::rules::AggKind;
 
 /// Recompute `kind` over `samples` (time order). Count and Sum of nothing are 0; every other
 /// aggregate is `None` below [`AggKind::min_defined`] samples. `window_start` matters only to

@@ -1,4 +1,8 @@
 //! The registry of aggregate functions of the rule language: names, parsing, definedness.
+//!
+//! Part of the language rather than of the engine's `aggregate` module, which computes them:
+//! checking a rule parses these names, and the rules do not depend on the engine that runs
+//! them.
 
 /// The aggregate functions of the rule language (explicit registry).
 #[derive(Clone, Debug, PartialEq)]

@@ -4,6 +4,9 @@
 //!
 //! Events can be written out one by one (`[[test.events]]`), generated as one value per night
 //! (`[[test.nights]]`) or as a regular stream of samples (`[[test.samples]]`).
+//!
+//! A module of its own beside [`rules`](crate::rules) rather than inside it: it runs rules
+//! through the [`engine`](crate::engine), which itself depends on `rules`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
