@@ -85,11 +85,12 @@ impl Merge {
 
     /// The input whose head record goes next, by (event time, input order); `None` while the
     /// task waits for a partition that may still deliver an earlier record.
+    /// `now` is asked only when the task waits: the clock is not read for every record.
     pub(super) fn next(
         &mut self,
         inputs: &[InputPartition],
         max_idle: Duration,
-        now: Instant,
+        now: impl Fn() -> Instant,
     ) -> Option<usize> {
         let mut best: Option<(i64, usize)> = None;
         let mut behind = false;
@@ -109,10 +110,11 @@ impl Merge {
         }
         let (_, input) = best?;
         if behind {
-            self.waiting_since.get_or_insert(now);
+            self.waiting_since.get_or_insert_with(&now);
             return None;
         }
         if read_to_end && !max_idle.is_zero() {
+            let now = now();
             let since = *self.waiting_since.get_or_insert(now);
             return (now.saturating_duration_since(since) >= max_idle).then_some(input);
         }
@@ -205,13 +207,13 @@ mod tests {
             partition_with(&[20], Some(1)),
         ];
         let mut merge = Merge::new(2);
-        assert_eq!(merge.next(&inputs, Duration::ZERO, now), Some(1));
+        assert_eq!(merge.next(&inputs, Duration::ZERO, || now), Some(1));
         let inputs = [
             partition_with(&[10], Some(1)),
             partition_with(&[10], Some(1)),
         ];
         assert_eq!(
-            merge.next(&inputs, Duration::ZERO, now),
+            merge.next(&inputs, Duration::ZERO, || now),
             Some(0),
             "ties go to input order"
         );
@@ -219,7 +221,7 @@ mod tests {
             merge.next(
                 &[partition_with(&[], None), partition_with(&[], None)],
                 Duration::ZERO,
-                now
+                || now
             ),
             None
         );
@@ -236,10 +238,16 @@ mod tests {
             partition_with(&[100], Some(1)),
             partition_with(&[], Some(10)),
         ];
-        assert_eq!(merge.next(&inputs, Duration::from_millis(100), now), None);
+        assert_eq!(
+            merge.next(&inputs, Duration::from_millis(100), || now),
+            None
+        );
         assert_eq!(merge.long_wait(&inputs, now), None, "not long yet");
         now += LONG_WAIT;
-        assert_eq!(merge.next(&inputs, Duration::from_millis(100), now), None);
+        assert_eq!(
+            merge.next(&inputs, Duration::from_millis(100), || now),
+            None
+        );
         let wait = merge
             .long_wait(&inputs, now)
             .expect("a long wait is reported");
@@ -256,11 +264,11 @@ mod tests {
         // An earlier record arrives: it goes first, then the wait is over.
         inputs[1] = partition_with(&[90], Some(50));
         assert_eq!(
-            merge.next(&inputs, Duration::from_millis(100), now),
+            merge.next(&inputs, Duration::from_millis(100), || now),
             Some(1)
         );
         inputs[1].buffered.clear();
-        assert_eq!(merge.next(&inputs, Duration::ZERO, now), Some(0));
+        assert_eq!(merge.next(&inputs, Duration::ZERO, || now), Some(0));
         assert_eq!(merge.waiting_since, None);
         assert!(!merge.reported);
     }
@@ -270,12 +278,12 @@ mod tests {
         let mut now = Instant::now();
         let mut merge = Merge::new(2);
         let inputs = [partition_with(&[100], Some(1)), partition_with(&[], None)];
-        assert_eq!(merge.next(&inputs, Duration::ZERO, now), None);
+        assert_eq!(merge.next(&inputs, Duration::ZERO, || now), None);
         now += LONG_WAIT;
-        assert_eq!(merge.next(&inputs, Duration::ZERO, now), None);
+        assert_eq!(merge.next(&inputs, Duration::ZERO, || now), None);
         merge.set_reach(1, Some(0), None);
         assert_eq!(
-            merge.next(&inputs, Duration::ZERO, now),
+            merge.next(&inputs, Duration::ZERO, || now),
             Some(0),
             "an empty partition"
         );
@@ -292,9 +300,9 @@ mod tests {
             partition_with(&[], Some(7)),
         ];
         merge.set_reach(1, Some(8), None);
-        assert_eq!(merge.next(&inputs, Duration::ZERO, now), None);
+        assert_eq!(merge.next(&inputs, Duration::ZERO, || now), None);
         merge.set_reach(1, Some(8), Some(8));
-        assert_eq!(merge.next(&inputs, Duration::ZERO, now), Some(0));
+        assert_eq!(merge.next(&inputs, Duration::ZERO, || now), Some(0));
     }
 
     /// `max-task-idle`: how long a partition read to its end holds the task for records its
@@ -308,16 +316,16 @@ mod tests {
             partition_with(&[100], Some(1)),
             partition_with(&[], Some(5)),
         ];
-        assert_eq!(merge.next(&inputs, Duration::ZERO, now), Some(0));
+        assert_eq!(merge.next(&inputs, Duration::ZERO, || now), Some(0));
         let idle = Duration::from_secs(60);
-        assert_eq!(merge.next(&inputs, idle, now), None);
+        assert_eq!(merge.next(&inputs, idle, || now), None);
         assert_eq!(
             merge.long_wait(&inputs, now),
             None,
             "waiting for producers is not reported"
         );
         now += idle;
-        assert_eq!(merge.next(&inputs, idle, now), Some(0));
+        assert_eq!(merge.next(&inputs, idle, || now), Some(0));
         now += LONG_WAIT;
         assert_eq!(merge.long_wait(&inputs, now), None);
     }
@@ -348,7 +356,7 @@ mod tests {
             partition_with(&[sent - 30 * 60_000, sent - 20 * 60_000, sent + 2], Some(3)),
         ];
         let mut order = Vec::new();
-        while let Some(input) = merge.next(&inputs, Duration::ZERO, now) {
+        while let Some(input) = merge.next(&inputs, Duration::ZERO, || now) {
             let record = inputs[input].buffered.pop_front().expect("a head");
             order.push((input, record.offset));
             if inputs.iter().all(|p| p.buffered.is_empty()) {

@@ -116,7 +116,7 @@ impl Task {
             now_ms: context.now_ms,
             latency: Some(context.counters),
         };
-        while let Some(input) = self.merge.next(&self.inputs, max_idle, Instant::now()) {
+        while let Some(input) = self.merge.next(&self.inputs, max_idle, Instant::now) {
             let Some(mut record) = self.inputs[input].buffered.pop_front() else {
                 break;
             };
