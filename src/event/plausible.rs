@@ -23,6 +23,12 @@ pub const IDENTIFIER_PATTERN: &str = concat!(
 
 /// Why `text` is not a valid identifier, or `None` when it is.
 pub fn identifier_problem(text: &str) -> Option<String> {
+    // Nearly every identifier is printable ASCII with something besides spaces: decided on the
+    // bytes, without decoding characters (this runs three times on every event).
+    let bytes = text.as_bytes();
+    if bytes.iter().all(|b| (b' '..=b'~').contains(b)) && bytes.iter().any(|&b| b != b' ') {
+        return None;
+    }
     if let Some((at, c)) = text.chars().enumerate().find(|(_, c)| c.is_control()) {
         return Some(format!(
             "contains the control character U+{:04X} (character {})",
