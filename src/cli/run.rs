@@ -76,7 +76,8 @@ pub struct RunArgs {
     #[arg(long, requires = "kafka")]
     instance_id: Option<String>,
     /// With --kafka: stop (after committing) once every assigned partition is processed and
-    /// nothing has arrived for this long, e.g. "5s". For backtests and tests.
+    /// nothing has arrived for this long, e.g. "5s"; never while no partition is assigned. For
+    /// backtests and tests.
     #[arg(long, requires = "kafka", value_parser = super::args::duration)]
     exit_when_idle: Option<Duration>,
     /// Serve /metrics, /healthz and /readyz on this address, e.g. "127.0.0.1:9464" (overrides

@@ -69,6 +69,13 @@ impl Session<'_> {
         let Ok(assignment) = self.consumer.position() else {
             return false;
         };
+        // Nothing assigned is not everything processed: between a revocation and the next
+        // assignment (after a broker outage the group can take seconds to form again) the
+        // input has not ended. An instance of a group that has no partition for it waits too:
+        // one may come to it when another member leaves.
+        if assignment.count() == 0 {
+            return false;
+        }
         let mut untouched = TopicPartitionList::new();
         for e in assignment.elements() {
             let Some(input) = self.topics.inputs.iter().position(|n| n == e.topic()) else {
