@@ -20,18 +20,13 @@ pub struct Sinks<'a> {
 }
 
 /// What a run does around the engine besides writing to its sinks: the history and the
-/// shared status (`vigil run`); nothing in tests and the rule-test runner.
+/// shared status (`vigil run`); none in tests and the rule-test runner ([`Around::hooks`]).
 pub trait RunHooks {
     /// An event the engine accepted (neither dead-lettered nor late).
     fn event(&mut self, _event: &Event) {}
     /// Each output, after it was written or silenced.
     fn output(&mut self, _output: &OutputEvent, _silenced: bool) {}
 }
-
-/// Hooks that do nothing.
-pub struct NoHooks;
-
-impl RunHooks for NoHooks {}
 
 pub use super::route::Summary;
 

@@ -48,7 +48,7 @@ pub(super) struct LongWait {
 }
 
 /// A task's wait for a partition behind its end is reported (once) when it lasts this long.
-pub(super) const LONG_WAIT: Duration = Duration::from_secs(30);
+const LONG_WAIT: Duration = Duration::from_secs(30);
 
 impl Merge {
     pub(super) fn new(inputs: usize) -> Self {

@@ -24,7 +24,7 @@ use crate::kafka::transaction::OutTopics;
 /// Counts rebalances for the run loop, which reacts after `poll` returns.
 #[derive(Default)]
 pub(super) struct RebalanceFlag {
-    pub(super) count: AtomicU64,
+    count: AtomicU64,
 }
 
 impl RebalanceFlag {
@@ -50,10 +50,10 @@ impl ConsumerContext for RebalanceFlag {
 pub(super) struct Record {
     pub(super) offset: i64,
     /// The key's bytes, then the payload's, in a shared block of [`Staging::arena`].
-    pub(super) bytes: Bytes,
+    bytes: Bytes,
     /// Where the key ends in `bytes`; `None` for a record without a key.
-    pub(super) key_len: Option<usize>,
-    pub(super) has_payload: bool,
+    key_len: Option<usize>,
+    has_payload: bool,
     /// `None` until the task's thread has decoded (and admitted or rejected) the record.
     pub(super) admitted: Option<Result<Event, Rejection>>,
     /// When the producer sent it (CreateTime) or the broker appended it (LogAppendTime), ms;
@@ -123,7 +123,7 @@ pub(super) struct Staging {
     /// Where records' bytes are copied: one allocation per block of records instead of one
     /// per record. Allocated on the loop's thread and freed on a task's, a buffer per record
     /// cost the allocator a cross-thread free each, and the loop fresh pages.
-    pub(super) arena: BytesMut,
+    arena: BytesMut,
 }
 
 impl Staging {
@@ -146,7 +146,7 @@ impl Staging {
         self.records += 1;
     }
 
-    pub(super) fn index_of(partition: i32) -> Result<usize, SessionError> {
+    fn index_of(partition: i32) -> Result<usize, SessionError> {
         usize::try_from(partition).map_err(|_| {
             SessionError::Fatal(anyhow!(
                 "librdkafka delivered a record of partition {partition}"
@@ -166,14 +166,14 @@ impl Staging {
 }
 
 /// Bytes of a block of [`Staging::arena`] (larger records get a block of their own size).
-pub(super) const ARENA_BLOCK: usize = 256 * 1024;
+const ARENA_BLOCK: usize = 256 * 1024;
 
 /// Most records one pass of the loop takes before processing them (see the loop). A pass
 /// ends at a barrier (the threads wait for the slowest task, the loop gathers and sends), so
 /// a backlog goes faster in larger passes: paired runs measured 40 000 ~6 % faster than
 /// 20 000, and 80 000 ~6 % faster than 40 000 (BENCHMARKS.md). Live traffic's passes are far
 /// smaller either way.
-pub(super) const PASS_RECORDS: usize = 80_000;
+const PASS_RECORDS: usize = 80_000;
 
 /// Polls up to [`PASS_RECORDS`] records into `staging`, waiting up to `wait` for the first:
 /// what processing needs is copied out of each message, which borrows the consumer. Records

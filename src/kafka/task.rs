@@ -24,7 +24,7 @@ use crate::kafka::transaction::{Batch, OutRecord, OutTopic, OutTopics};
 
 /// Largest payload copied whole to the dead-letter or late-events topic: under the broker's
 /// default `message.max.bytes` (1 MiB), headers included.
-pub(super) const FORWARD_LIMIT: usize = 900 * 1024;
+const FORWARD_LIMIT: usize = 900 * 1024;
 
 /// Partition N of every input topic, with the engine that owns its users. A task is processed
 /// by one thread at a time; different tasks share nothing, so they run in parallel.
@@ -180,7 +180,7 @@ impl Task {
 
 /// A rejected or late input record for `topic`, bytes untouched, with headers saying why and
 /// where it came from.
-pub(super) fn forward(
+fn forward(
     topic: OutTopic,
     source: &str,
     partition: i32,
@@ -225,7 +225,7 @@ pub(super) fn task_work(task: &Task, drain: bool) -> usize {
     task.buffered() + if drain { task.engine.keys_changed() } else { 0 }
 }
 
-pub(super) fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
+fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
     Header {
         key,
         value: Some(value),

@@ -144,7 +144,7 @@ impl Session<'_> {
 }
 
 /// Marks a task as being restored for readiness, until dropped (on every way out).
-pub(super) struct Restoring<'a>(&'a AtomicI64);
+struct Restoring<'a>(&'a AtomicI64);
 
 impl<'a> Restoring<'a> {
     fn new(slot: &'a AtomicI64, partition: i32) -> Self {
