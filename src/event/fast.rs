@@ -86,10 +86,7 @@ impl FastPath {
                 return None;
             }
         }
-        if !plain_rfc3339(&envelope.time) {
-            return None;
-        }
-        let time = EventTime::parse(&envelope.time).ok()?;
+        let time = plain_rfc3339_time(&envelope.time)?;
         let data = EventData::from_json_str(ty, envelope.data.get()).ok()?;
         if !checks
             .iter()
@@ -211,49 +208,72 @@ fn field_type_matches(ty: EventType, index: usize, schema_type: &Json, required:
 /// 00–59 and an offset within ±23:59: a form every RFC 3339 reader agrees on. Other forms
 /// (lower-case `t`/`z`, a space, leap seconds) go to the full validator.
 pub(super) fn plain_rfc3339(text: &str) -> bool {
+    plain_rfc3339_time(text).is_some()
+}
+
+/// The time `text` gives when it is in the plain form of [`plain_rfc3339`] and names a real
+/// date (`None` otherwise), read in one pass over its bytes: a third of the cost of checking
+/// the form and then parsing with chrono, on every event. It must read every such text as
+/// `EventTime::parse` does (fractions past nanoseconds ignored, `-00:00` as UTC); the
+/// differential tests of the two decoding paths hold it to that.
+pub(super) fn plain_rfc3339_time(text: &str) -> Option<EventTime> {
+    use chrono::{FixedOffset, NaiveDate, TimeZone};
     let b = text.as_bytes();
-    let digits = |range: std::ops::Range<usize>| {
-        b.get(range.clone())
-            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+    let digit = |at: usize| match b.get(at) {
+        Some(d @ b'0'..=b'9') => Some(u32::from(d - b'0')),
+        _ => None,
     };
-    let two = |at: usize| u32::from(b[at] - b'0') * 10 + u32::from(b[at + 1] - b'0');
-    if b.len() < 20
-        || !(digits(0..4)
-            && b[4] == b'-'
-            && digits(5..7)
-            && b[7] == b'-'
-            && digits(8..10)
-            && b[10] == b'T'
-            && digits(11..13)
-            && b[13] == b':'
-            && digits(14..16)
-            && b[16] == b':'
-            && digits(17..19))
-        || two(17) > 59
-    {
-        return false;
+    let two = |at: usize| Some(digit(at)? * 10 + digit(at + 1)?);
+    let is = |at: usize, c: u8| b.get(at) == Some(&c);
+    if !(is(4, b'-') && is(7, b'-') && is(10, b'T') && is(13, b':') && is(16, b':')) {
+        return None;
+    }
+    let year = two(0)? * 100 + two(2)?;
+    let (month, day) = (two(5)?, two(8)?);
+    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
+    if second > 59 {
+        return None;
     }
     let mut at = 19;
-    if b[at] == b'.' {
-        let start = at + 1;
-        at = start;
-        while at < b.len() && b[at].is_ascii_digit() {
+    let mut nanos = 0u32;
+    if is(at, b'.') {
+        at += 1;
+        let start = at;
+        while let Some(d) = digit(at) {
+            // chrono reads nine digits and ignores the rest.
+            if at - start < 9 {
+                nanos = nanos * 10 + d;
+            }
             at += 1;
         }
-        if at == start {
-            return false;
+        let read = at - start;
+        if read == 0 {
+            return None;
+        }
+        if read < 9 {
+            nanos *= 10u32.pow(u32::try_from(9 - read).ok()?);
         }
     }
-    match &b[at..] {
-        [b'Z'] => true,
-        [b'+' | b'-', _, _, b':', _, _] => {
-            digits(at + 1..at + 3)
-                && digits(at + 4..at + 6)
-                && two(at + 1) <= 23
-                && two(at + 4) <= 59
+    let offset_seconds = match &b[at..] {
+        [b'Z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let (hours, minutes) = (two(at + 1)?, two(at + 4)?);
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let seconds = i32::try_from(hours * 3600 + minutes * 60).ok()?;
+            if *sign == b'-' {
+                -seconds
+            } else {
+                seconds
+            }
         }
-        _ => false,
-    }
+        _ => return None,
+    };
+    let local = NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?
+        .and_hms_nano_opt(hour, minute, second, nanos)?;
+    let offset = FixedOffset::east_opt(offset_seconds)?;
+    offset.from_local_datetime(&local).single().map(EventTime)
 }
 
 #[cfg(test)]
@@ -326,6 +346,35 @@ mod tests {
             "2024-5-01T07:00:00Z",
         ] {
             assert!(!plain_rfc3339(not), "{not}");
+        }
+    }
+
+    #[test]
+    fn the_plain_form_reads_as_chrono_reads_it() {
+        for text in [
+            "2024-05-01T07:00:00Z",
+            "2024-05-01T07:00:00+02:00",
+            "2024-05-01T07:00:00-00:00",
+            "2024-05-01T07:00:00.1Z",
+            "2024-05-01T07:00:00.123-05:30",
+            "2024-05-01T07:00:00.123456789+23:59",
+            "2024-05-01T07:00:00.1234567891234-23:59",
+            "0000-01-01T00:00:00+01:00",
+            "9999-12-31T23:59:59-23:59",
+            "2024-02-29T12:00:00Z",
+        ] {
+            let ours = plain_rfc3339_time(text).map(|t| (t, t.to_rfc3339()));
+            let chrono = EventTime::parse(text).ok().map(|t| (t, t.to_rfc3339()));
+            assert_eq!(ours, chrono, "{text}");
+            assert!(ours.is_some(), "{text}");
+        }
+        for not_a_date in [
+            "2023-02-29T12:00:00Z",
+            "2024-04-31T12:00:00Z",
+            "2024-13-01T00:00:00Z",
+        ] {
+            assert!(plain_rfc3339_time(not_a_date).is_none(), "{not_a_date}");
+            assert!(EventTime::parse(not_a_date).is_err(), "{not_a_date}");
         }
     }
 

@@ -25,8 +25,12 @@ pub const IDENTIFIER_PATTERN: &str = concat!(
 pub fn identifier_problem(text: &str) -> Option<String> {
     // Nearly every identifier is printable ASCII with something besides spaces: decided on the
     // bytes, without decoding characters (this runs three times on every event).
+    // The fold has no early exit, so it is vectorised: faster than `all` on ids this short.
     let bytes = text.as_bytes();
-    if bytes.iter().all(|b| (b' '..=b'~').contains(b)) && bytes.iter().any(|&b| b != b' ') {
+    let printable = bytes
+        .iter()
+        .fold(true, |ok, &b| ok & (b.wrapping_sub(b' ') <= b'~' - b' '));
+    if printable && bytes.iter().any(|&b| b != b' ') {
         return None;
     }
     if let Some((at, c)) = text.chars().enumerate().find(|(_, c)| c.is_control()) {

@@ -2,7 +2,7 @@
 
 use std::io::{self, BufRead, Write};
 
-use super::admit::{SystemClock, WallClock};
+use super::admit::{AdmissionClock, SystemClock, WallClock};
 use super::lines::{Line, LineReader};
 use super::records::{DeadLetter, LateEvent};
 use super::route::{self, Context, Deliver, Framed, Rejection, Router, LATE_REASON};
@@ -86,17 +86,17 @@ pub fn run_with(
     let max_skew = engine.config().max_future_skew_ms;
     let mut reader = LineReader::new(input, decoder.max_line_bytes());
     let mut router = Router::default();
+    let admission = AdmissionClock::new(around.clock);
     while let Some(line) = reader.next_line()? {
-        let now_ms = around.clock.now_ms();
         let framed = Framed {
-            bytes: Some(&line.bytes),
+            bytes: Some(line.bytes),
             full_len: line.full_len,
         };
-        let admitted = route::admit(decoder, framed, now_ms, max_skew);
+        let admitted = route::admit(decoder, framed, &admission, max_skew);
         let context = Context {
             input: 0,
             silences: around.silences,
-            now_ms,
+            clock: around.clock,
             latency: around.counters,
         };
         let mut deliver = LineDelivery {
@@ -121,7 +121,7 @@ pub fn run_with(
 
 /// The results of one line, written as JSON lines.
 struct LineDelivery<'a, 's, 'h> {
-    line: &'a Line,
+    line: &'a Line<'a>,
     source: &'a str,
     sinks: &'a mut Sinks<'s>,
     hooks: Option<&'a mut (dyn RunHooks + 'h)>,
@@ -136,7 +136,7 @@ impl Deliver for LineDelivery<'_, '_, '_> {
             rejection.reason,
             self.source,
             line.number,
-            &line.bytes,
+            line.bytes,
             line.full_len,
         );
         write_line(&mut *self.sinks.dead_letters, &record)

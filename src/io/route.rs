@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::admit::future_reason;
+use super::admit::{AdmissionClock, WallClock};
 use crate::engine::{Disposition, Engine, OutputEvent};
 use crate::event::{Decoder, Event, EventType};
 use crate::rules::RuleKind;
@@ -61,12 +61,12 @@ impl<'a> Framed<'a> {
     }
 }
 
-/// Decodes `record` and admits it at wall-clock time `now_ms`: an event dated more than
-/// `max_future_skew_ms` ahead of it is rejected as in the future.
+/// Decodes `record` and admits it by `clock`: an event dated more than `max_future_skew_ms`
+/// ahead of it is rejected as in the future.
 pub fn admit(
     decoder: &Decoder,
     record: Framed<'_>,
-    now_ms: i64,
+    clock: &AdmissionClock<'_>,
     max_future_skew_ms: i64,
 ) -> Result<Event, Rejection> {
     let Some(bytes) = record.bytes else {
@@ -75,7 +75,7 @@ pub fn admit(
     let event = decoder
         .decode_kept(bytes, record.full_len)
         .map_err(|e| Rejection::invalid(e.to_string()))?;
-    match future_reason(&event, now_ms, max_future_skew_ms) {
+    match clock.future_reason(&event, max_future_skew_ms) {
         None => Ok(event),
         Some(reason) => Err(Rejection {
             reason,
@@ -165,8 +165,9 @@ pub struct Context<'a> {
     pub input: usize,
     /// Where the silences in force are read; `None` when nothing is silenced.
     pub silences: Option<&'a StatusStore>,
-    /// The wall clock for the silences' expiry, ms since the epoch.
-    pub now_ms: i64,
+    /// The wall clock for the silences' expiry (read only for an output when there are
+    /// silences).
+    pub clock: &'a dyn WallClock,
     /// Where the processing time of one event in [`LATENCY_SAMPLE_EVERY`] is observed.
     pub latency: Option<&'a InputCounters>,
 }
@@ -279,7 +280,7 @@ impl Router {
         for output in &self.outputs {
             let silence = context
                 .silences
-                .and_then(|s| silence_for(s, output, at(context.now_ms)));
+                .and_then(|s| silence_for(s, output, at(context.clock.now_ms())));
             match output.kind() {
                 RuleKind::Alert => self.summary.alerts += 1,
                 RuleKind::Milestone => self.summary.milestones += 1,

@@ -11,6 +11,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use crate::engine::{Engine, OutputEvent, StateRecord};
 use crate::event::{Decoder, Event};
 
+use crate::io::admit::{AdmissionClock, FixedClock};
 use crate::io::route::{self, Context, Deliver, Framed, Rejection, Router, LATE_REASON};
 use crate::rules::RuleKind;
 use crate::status::buffer::StatusBuffer;
@@ -92,13 +93,15 @@ impl Task {
         drain: bool,
     ) -> anyhow::Result<()> {
         let max_skew = self.engine.config().max_future_skew_ms;
+        let pass_clock = FixedClock(context.now_ms);
+        let admission = AdmissionClock::new(&pass_clock);
         for (input, mut record) in self.incoming.drain(..) {
             // Here, not when processed: an event dated in the future must not hold its
             // partition back in the merge (every other user's events would be late behind it).
             let admitted = route::admit(
                 context.decoder,
                 Framed::whole(record.payload()),
-                context.now_ms,
+                &admission,
                 max_skew,
             );
             record.merge_time = admitted
@@ -113,7 +116,7 @@ impl Task {
         let step = |input: usize| Context {
             input,
             silences: context.shared,
-            now_ms: context.now_ms,
+            clock: &pass_clock,
             latency: Some(context.counters),
         };
         while let Some(input) = self.merge.next(&self.inputs, max_idle, Instant::now) {

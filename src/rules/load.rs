@@ -1,5 +1,6 @@
 //! Finding and reading rule files.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::check::{compile_files, SourceFile};
@@ -95,13 +96,17 @@ pub struct LoadFailure {
 impl LoadFailure {
     /// Every problem, rendered with its snippet.
     pub fn render(&self, color: bool) -> String {
+        // By path once, not a search per problem: a folder of many broken files has as many
+        // problems as files, and comparing paths is slow (component by component).
+        let texts: HashMap<&Path, &str> = self
+            .sources
+            .iter()
+            .rev() // the first of two sources with one path wins, as a search would find it
+            .map(|s| (s.path.as_path(), s.text.as_str()))
+            .collect();
         let mut out = String::new();
         for d in &self.diagnostics {
-            let text = self
-                .sources
-                .iter()
-                .find(|s| s.path == d.file)
-                .map_or("", |s| s.text.as_str());
+            let text = texts.get(d.file.as_path()).copied().unwrap_or("");
             out.push_str(&d.render(text, color));
             out.push('\n');
         }
