@@ -17,7 +17,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::engine::{Disposition, Engine, EngineConfig, OutputEvent};
+use crate::engine::{Disposition, Engine, EngineConfig, Lateness, OutputEvent};
 use crate::event::{Decoder, EventTime};
 use crate::rules::duration::parse_duration;
 use crate::rules::{RuleSet, Severity};
@@ -41,7 +41,8 @@ pub struct TestCase {
     /// Rules whose outputs are compared (default: the rule named like the file).
     #[serde(default)]
     pub rules: Option<Vec<String>>,
-    /// Allowed lateness for this test (default "1h").
+    /// Allowed lateness of every event type in this test (default: `vigil run`'s, 1h and 2d
+    /// for the nightly types).
     #[serde(default)]
     pub allowed_lateness: Option<String>,
     /// Feed events in the order written instead of sorting them by time.
@@ -197,8 +198,8 @@ fn run_case(case: &TestCase, rules: &Arc<RuleSet>, default_rule: &str) -> Result
         }
     }
     let lateness = match &case.allowed_lateness {
-        Some(text) => parse_duration(text)?,
-        None => EngineConfig::default().allowed_lateness_ms,
+        Some(text) => Lateness::uniform(parse_duration(text)?),
+        None => Lateness::default(),
     };
     let mut events = build_events(case)?;
     if !case.keep_order {
@@ -208,7 +209,7 @@ fn run_case(case: &TestCase, rules: &Arc<RuleSet>, default_rule: &str) -> Result
     let mut engine = Engine::new(
         Arc::clone(rules),
         EngineConfig {
-            allowed_lateness_ms: lateness,
+            lateness,
             ..Default::default()
         },
     );

@@ -32,7 +32,7 @@ fn events() -> Vec<Event> {
 
 fn config() -> EngineConfig {
     EngineConfig {
-        allowed_lateness_ms: 3_600_000,
+        lateness: vigil::engine::Lateness::uniform(3_600_000),
         state_ttl_ms: Some(20 * 86_400_000),
         ..Default::default()
     }

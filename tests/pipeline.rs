@@ -25,7 +25,7 @@ fn run_lines(input: &[u8], lateness_ms: i64, max_line: usize) -> Run {
     let mut engine = Engine::new(
         rules(),
         EngineConfig {
-            allowed_lateness_ms: lateness_ms,
+            lateness: vigil::engine::Lateness::uniform(lateness_ms),
             ..Default::default()
         },
     );

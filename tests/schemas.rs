@@ -117,14 +117,15 @@ fn the_invalid_fixtures_are_refused_by_the_schema_and_the_loader() {
     }
 }
 
-/// Every table of the configuration, `[kafka.librdkafka]` aside (its keys are librdkafka's),
-/// refuses a key it does not have, in the schema as in the loader.
+/// Every table of the configuration, `[kafka.librdkafka]` and `[lateness.by-type]` aside
+/// (their keys are librdkafka's and event types), refuses a key it does not have, in the
+/// schema as in the loader.
 #[test]
 fn an_unknown_key_in_any_table_is_refused() {
     fn tables(value: &serde_json::Value, at: &[String], out: &mut Vec<Vec<String>>) {
         out.push(at.to_vec());
         for (key, inner) in value.as_object().into_iter().flatten() {
-            if inner.is_object() && key != "librdkafka" {
+            if inner.is_object() && key != "librdkafka" && key != "by-type" {
                 let mut path = at.to_vec();
                 path.push(key.clone());
                 tables(inner, &path, out);
@@ -134,7 +135,7 @@ fn an_unknown_key_in_any_table_is_refused() {
     let defaults = serde_json::to_value(Config::default()).expect("defaults as JSON");
     let mut found = Vec::new();
     tables(&defaults, &[], &mut found);
-    assert_eq!(found.len(), 15, "{found:?}");
+    assert_eq!(found.len(), 16, "{found:?}");
     let validator = config_validator();
     for path in found {
         let mut json = serde_json::json!({});
@@ -186,5 +187,21 @@ fn common_mistakes_are_refused_by_the_schema_and_the_loader() {
         assert!(!validator.is_valid(&json), "the schema accepts {text:?}");
         let refused = Config::default().apply_file(Path::new("vigil.toml"), text);
         assert!(refused.is_err(), "the loader accepts {text:?}");
+    }
+}
+
+/// `[lateness.by-type]` takes event types as keys and durations as values, in the schema as in
+/// the loader.
+#[test]
+fn lateness_by_type_takes_event_types_only() {
+    let validator = config_validator();
+    let good =
+        serde_json::json!({"lateness": {"by-type": {"heart_rate": "0ms", "sleep_episode": "3d"}}});
+    assert!(validator.is_valid(&good), "the schema refuses {good}");
+    for bad in [
+        serde_json::json!({"lateness": {"by-type": {"heartrate": "1h"}}}),
+        serde_json::json!({"lateness": {"by-type": {"heart_rate": "1 hour"}}}),
+    ] {
+        assert!(!validator.is_valid(&bad), "the schema accepts {bad}");
     }
 }

@@ -42,9 +42,12 @@ pub struct RunArgs {
     /// Where events too late for their user's event time go (created when there is one).
     #[arg(long, default_value = "late-events.jsonl")]
     late: PathBuf,
-    /// How far behind its user's event time an event may be and still count, e.g. "1h".
-    #[arg(long, default_value = "1h", value_parser = super::args::duration_ms)]
-    allowed_lateness: i64,
+    /// How far behind its user's event time an event may be and still count: `DURATION` for
+    /// every event type (e.g. "1h"), or `TYPE=DURATION` for one (e.g.
+    /// "sleep_episode=3d"); repeatable. Default: `[lateness]` of vigil.toml, else 1h, and 2d
+    /// for heart_rate_variability, resting_heart_rate and sleep_episode.
+    #[arg(long, value_name = "[TYPE=]DURATION", value_parser = super::args::lateness_setting)]
+    allowed_lateness: Vec<super::args::LatenessSetting>,
     /// Drop a user's state once the stream's clock is this far past the user's latest event,
     /// e.g. "90d" (default: keep it; a firing alert or pending timer always keeps it).
     #[arg(long, value_parser = super::args::duration_ms)]
@@ -99,10 +102,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(super::EXIT_INVALID_RULES);
         }
     };
+    let lateness = match super::load_config(args.config.as_deref()) {
+        Ok(config) => {
+            super::args::apply_lateness(config.lateness.lateness(), &args.allowed_lateness)
+        }
+        Err(code) => return Ok(code),
+    };
     let mut engine = Engine::new(
         rules,
         EngineConfig {
-            allowed_lateness_ms: args.allowed_lateness,
+            lateness,
             state_ttl_ms: args.state_ttl,
             max_future_skew_ms: args.max_future_skew,
         },

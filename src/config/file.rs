@@ -262,7 +262,7 @@ mod tests {
     }
 
     /// Every table refuses a key it does not have; `[kafka.librdkafka]` is librdkafka's, so
-    /// any key goes there.
+    /// any key goes there, and `[lateness.by-type]` is keyed by event types (next test).
     #[test]
     fn an_unknown_key_in_any_table_is_refused_and_all_are_reported() {
         let below = toml::to_string(&Config {
@@ -277,7 +277,8 @@ mod tests {
         let mut tables = vec![String::new()];
         fn walk(table: &toml::Table, at: &str, out: &mut Vec<String>) {
             for (key, value) in table {
-                if let (Some(inner), false) = (value.as_table(), key == "librdkafka") {
+                let map = key == "librdkafka" || key == "by-type";
+                if let (Some(inner), false) = (value.as_table(), map) {
                     let here = if at.is_empty() {
                         key.clone()
                     } else {
@@ -289,7 +290,7 @@ mod tests {
             }
         }
         walk(&document, "", &mut tables);
-        assert_eq!(tables.len(), 1 + 4 + 2 + 8, "{tables:?}");
+        assert_eq!(tables.len(), 1 + 5 + 2 + 8, "{tables:?}");
 
         let mut all = String::new();
         for table in &tables {
@@ -324,6 +325,37 @@ mod tests {
             lines.windows(2).all(|w| w[0] < w[1]),
             "in file order: {found:?}"
         );
+    }
+
+    #[test]
+    fn lateness_is_set_per_event_type_by_name_over_the_defaults() {
+        use crate::engine::Lateness;
+        use crate::event::EventType;
+        let mut c = Config::default();
+        c.apply_file(
+            Path::new("vigil.toml"),
+            "[lateness]\ndefault = \"10m\"\n[lateness.by-type]\nheart_rate = \"0ms\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let expected = Lateness::default()
+            .with(EventType::HeartRate, 0)
+            .with(EventType::StepCount, 600_000)
+            .with(EventType::Symptom, 600_000);
+        assert_eq!(c.lateness.lateness().of(EventType::HeartRate), 0);
+        assert_eq!(c.lateness.lateness().of(EventType::StepCount), 600_000);
+        assert_eq!(
+            c.lateness.lateness().of(EventType::HeartRateVariability),
+            expected.of(EventType::HeartRateVariability),
+            "the nightly defaults stay"
+        );
+        let found = problems("[lateness.by-type]\nheartrate = \"1h\"\nsleep_episode = \"3x\"\n");
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].contains("`heartrate` is not an event type (known: heart_rate,"),
+            "{found:?}"
+        );
+        assert!(found[0].contains(":2:"), "{found:?}");
+        assert!(found[1].contains("sleep_episode"), "{found:?}");
     }
 
     #[test]

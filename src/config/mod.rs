@@ -1,5 +1,5 @@
 //! `vigil.toml`: the configuration of Vigil: Kafka for the production mode, the history
-//! database (both modes), Redis and the HTTP listener.
+//! database (both modes), Redis, the HTTP listener and the allowed lateness of events.
 //!
 //! Three layers, each overriding the one before:
 //!
@@ -22,8 +22,8 @@
 //! - `mod.rs`: [`Config`], loading the layers, and the checks only their combination can fail;
 //! - `file.rs`: the file read over the defaults, its problems with their places;
 //! - `env.rs`: the `VIGIL_…` variables;
-//! - `kafka.rs`, `topics.rs`, `streaming.rs`, `history.rs`, `redis.rs`, `http.rs`: one table
-//!   each, with its defaults and its checks;
+//! - `kafka.rs`, `topics.rs`, `streaming.rs`, `history.rs`, `redis.rs`, `http.rs`,
+//!   `lateness.rs`: one table each, with its defaults and its checks;
 //! - `duration.rs`, `value.rs`: durations as written, and the checks values share.
 
 mod duration;
@@ -33,6 +33,7 @@ mod file;
 mod history;
 mod http;
 mod kafka;
+mod lateness;
 mod redis;
 mod streaming;
 mod topics;
@@ -49,6 +50,7 @@ pub use error::ConfigError;
 pub use history::HistoryConfig;
 pub use http::HttpConfig;
 pub use kafka::KafkaConfig;
+pub use lateness::{ByType, LatenessConfig};
 pub use streaming::StreamingConfig;
 pub use topics::{
     describe_retention, CleanupPolicy, Retention, TopicConfig, Topics, DEFAULT_PARTITIONS,
@@ -71,6 +73,8 @@ pub struct Config {
     pub redis: RedisConfig,
     /// The HTTP listener of `vigil run`: metrics, liveness and readiness.
     pub http: HttpConfig,
+    /// How late each type of event may arrive behind its user's event time.
+    pub lateness: LatenessConfig,
 }
 
 impl Config {

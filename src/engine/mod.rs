@@ -9,6 +9,7 @@
 pub mod aggregate;
 pub mod clock;
 mod evaluate;
+pub mod lateness;
 mod nights;
 pub mod output;
 mod series;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use crate::event::{Event, EventType};
 use crate::rules::{KeySpec, Mode, RuleSet, Storage};
 use clock::StreamClock;
+pub use lateness::Lateness;
 pub use output::{AlertState, OutputData, OutputEvent};
 pub use snapshot::{RestoreError, StateRecord};
 use state::KeyState;
@@ -31,9 +33,9 @@ use state::KeyState;
 /// Engine settings that are not part of any rule.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
-    /// How far behind its key's event time an event may arrive and still be processed (ms).
-    /// Later events go to the late output.
-    pub allowed_lateness_ms: i64,
+    /// How far behind its key's event time an event of each type may arrive and still be
+    /// processed. Later events go to the late output.
+    pub lateness: Lateness,
     /// Drop a key's state once the stream clock is this far past the key's own event time
     /// (ms), unless an absence timer of it is pending. Its firing alerts outlive it in a few
     /// bytes each, so that the key's return resolves them; its windows, clock and other rule
@@ -54,7 +56,7 @@ pub const DEFAULT_MAX_FUTURE_SKEW_MS: i64 = 86_400_000;
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            allowed_lateness_ms: 3_600_000,
+            lateness: Lateness::default(),
             state_ttl_ms: None,
             max_future_skew_ms: DEFAULT_MAX_FUTURE_SKEW_MS,
         }
@@ -181,7 +183,7 @@ impl Engine {
         config: EngineConfig,
         records: impl IntoIterator<Item = StateRecord>,
     ) -> Result<Self, RestoreError> {
-        let restored = snapshot::restore(&rules, config.allowed_lateness_ms, records)?;
+        let restored = snapshot::restore(&rules, &config.lateness, records)?;
         let mut engine = Engine::new(rules, config);
         if let Some(task) = restored.task {
             engine.clock = StreamClock::restored(
@@ -353,7 +355,8 @@ impl Engine {
     pub fn process(&mut self, event: &Event, out: &mut Vec<OutputEvent>) -> Disposition {
         let t = event.time.millis();
         if let Some(user) = self.keys.get(event.user_id.as_str()) {
-            if t < user.clock.saturating_sub(self.config.allowed_lateness_ms) {
+            let lateness = self.config.lateness.of(event.event_type());
+            if t < user.clock.saturating_sub(lateness) {
                 self.counters.late += 1;
                 return Disposition::Late;
             }
@@ -409,7 +412,6 @@ impl Engine {
         out: &mut Vec<OutputEvent>,
     ) {
         let t = event.time.millis();
-        let lateness = self.config.allowed_lateness_ms;
         let state = match self.keys.get_mut(key) {
             Some(state) => state,
             None => {
@@ -442,6 +444,7 @@ impl Engine {
         for &s in &self.series_by_type[slot] {
             let def = &rules.series[s];
             if def.key == *spec {
+                let lateness = self.config.lateness.of(def.from);
                 let series = state.series[s]
                     .get_or_insert_with(|| Box::new(series::SeriesState::new(def, lateness)));
                 evaluate::feed_series(def, series, event, state.clock, lateness);

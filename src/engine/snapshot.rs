@@ -32,6 +32,7 @@ use super::aggregate::Sample;
 use super::nights::NightStore;
 use super::series::SeriesState;
 use super::state::{DormantFirings, Firing, KeyState, RuleState};
+use super::Lateness;
 use crate::rules::RuleSet;
 
 /// Width of a sample chunk in the changelog.
@@ -310,10 +311,10 @@ pub(super) struct Restored {
 }
 
 /// Rebuilds key states from the latest value of each changelog key (`records` in log order;
-/// later values win, tombstones delete). `lateness_ms` sizes the series as the engine does.
+/// later values win, tombstones delete). `lateness` sizes the series as the engine does.
 pub(super) fn restore(
     rules: &RuleSet,
-    lateness_ms: i64,
+    lateness: &Lateness,
     records: impl IntoIterator<Item = StateRecord>,
 ) -> Result<Restored, RestoreError> {
     let mut latest: rustc_hash::FxHashMap<Vec<u8>, Vec<u8>> = Default::default();
@@ -349,7 +350,7 @@ pub(super) fn restore(
                 }
                 keys.insert(
                     name.into(),
-                    key_state(rules, lateness_ms, snapshot, series_index),
+                    key_state(rules, lateness, snapshot, series_index),
                 );
             }
             Some((&TAG_DORMANT, name)) => {
@@ -436,7 +437,7 @@ pub(super) fn restore(
 
 fn key_state(
     rules: &RuleSet,
-    lateness_ms: i64,
+    lateness: &Lateness,
     snapshot: KeySnapshot,
     series_index: impl Fn(u64) -> Option<usize>,
 ) -> KeyState {
@@ -449,7 +450,8 @@ fn key_state(
         };
         // Re-inserted into a ring sized by today's rules, which may keep more or fewer
         // nights than the rules that wrote it.
-        let mut series = SeriesState::new(&rules.series[index], lateness_ms);
+        let def = &rules.series[index];
+        let mut series = SeriesState::new(def, lateness.of(def.from));
         if let SeriesState::Nights(store) = &mut series {
             stored.for_each(|day, v| store.insert(day, v));
             state.series[index] = Some(Box::new(series));
@@ -457,7 +459,8 @@ fn key_state(
     }
     for id in snapshot.events {
         if let Some(index) = series_index(id) {
-            let series = SeriesState::new(&rules.series[index], lateness_ms);
+            let def = &rules.series[index];
+            let series = SeriesState::new(def, lateness.of(def.from));
             if matches!(series, SeriesState::Events(_)) {
                 state.series[index] = Some(Box::new(series));
             }
