@@ -11,6 +11,7 @@ pub mod clock;
 mod evaluate;
 mod nights;
 pub mod output;
+mod reload;
 mod series;
 pub mod snapshot;
 mod state;
@@ -25,6 +26,7 @@ use crate::event::{Event, EventType};
 use crate::rules::{KeySpec, Mode, RuleSet, Storage};
 use clock::StreamClock;
 pub use output::{AlertState, OutputData, OutputEvent};
+pub use reload::{ReloadReport, Reuse, RuleOutcome, RuleReload};
 pub use snapshot::{RestoreError, StateRecord};
 use state::KeyState;
 
