@@ -1,13 +1,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chrono::NaiveDate;
-
 use super::*;
 use crate::engine::{EngineConfig, OutputEvent};
 use crate::event::{Decoder, Event};
 use crate::rules::{compile_files, find_rule_files, SourceFile};
-use crate::simulate::{simulate, SimConfig};
 
 fn compile(files: &[(&str, String)]) -> Arc<RuleSet> {
     let sources: Vec<SourceFile> = files
@@ -44,19 +41,15 @@ fn pack(reverse: bool) -> Arc<RuleSet> {
     compile(&borrowed)
 }
 
+/// The simulated users of the fixture (nightly metrics, and heart rate with steps).
 fn simulated() -> Vec<Event> {
-    simulate(&SimConfig {
-        users: 4,
-        days: 50,
-        seed: 11,
-        start: NaiveDate::from_ymd_opt(2024, 3, 1).expect("a date"),
-        heart_rate: true,
-        hr_hours_per_day: 0.3,
-        hr_users: None,
-        hr_days: Some(4),
-        hr_episode_probability: 0.5,
-    })
-    .collect()
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/simulated-7-users.jsonl");
+    let text = std::fs::read_to_string(path).expect("the fixture");
+    let decoder = Decoder::new();
+    text.lines()
+        .map(|line| decoder.decode(line.as_bytes()).expect("valid events"))
+        .collect()
 }
 
 fn config() -> EngineConfig {
