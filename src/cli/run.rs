@@ -420,6 +420,24 @@ fn run_kafka(args: RunArgs, rules: Arc<RuleSet>, engine: EngineConfig) -> anyhow
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("cannot install the signal handlers")?;
     }
+    // SIGHUP reloads the rules of the embedded mode; here it must not end the process (its
+    // default), but say that it does nothing.
+    let mut hangups = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+        .context("cannot install the SIGHUP handler")?;
+    std::thread::Builder::new()
+        .name("vigil-sighup".into())
+        .spawn(move || {
+            for _ in hangups.forever() {
+                tracing::warn!(
+                    "SIGHUP: Kafka mode does not reload rules; restart the instances with the \
+                     new rules."
+                );
+            }
+        })
+        .context("cannot start the SIGHUP handler")?;
+    telemetry::metrics().set_rule_versions(&rules);
+    let running = ReloadStatus::new(&rules);
+    telemetry::register_readiness("rules", move || running.readiness());
     let status = Arc::new(StreamStatus::default());
     status.register(telemetry::readiness());
     let options = StreamOptions {
