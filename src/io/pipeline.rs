@@ -113,22 +113,20 @@ pub fn run_with(
             hooks: around.hooks.as_deref_mut(),
         };
         // Before the line's event: the new set decides it, and no event is split.
-        if let Some(rules) = around
-            .rules
-            .and_then(|source| source.take().map(|r| (source, r)))
-        {
-            let (source, rules) = rules;
-            let report = engine.replace_rules(std::sync::Arc::clone(&rules));
-            source.applied(&rules, &report);
-            if let Some(hooks) = deliver.hooks.as_deref_mut() {
-                hooks.rules_replaced(&rules);
+        if let Some(source) = around.rules {
+            if let Some(rules) = source.take() {
+                let report = engine.replace_rules(std::sync::Arc::clone(&rules));
+                source.applied(&rules, &report);
+                if let Some(hooks) = deliver.hooks.as_deref_mut() {
+                    hooks.rules_replaced(&rules);
+                }
+                router.deliver(
+                    &report.outputs,
+                    &context,
+                    &mut around.counters,
+                    &mut deliver,
+                )?;
             }
-            router.deliver(
-                &report.outputs,
-                &context,
-                &mut around.counters,
-                &mut deliver,
-            )?;
         }
         router.route(
             engine,

@@ -39,12 +39,39 @@ pub trait RuleSource {
 
 /// Watches the rule paths and loads what changes on a thread of its own.
 pub struct RuleWatcher {
-    pending: Arc<Mutex<Option<Arc<RuleSet>>>>,
+    pending: Arc<Pending>,
     status: Arc<ReloadStatus>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     // Kept for as long as the watch lasts; dropping it ends the watch.
     _watcher: notify::RecommendedWatcher,
+}
+
+/// The set handed over and not taken yet. The loop asks at every line: the flag answers it
+/// without taking the lock.
+#[derive(Default)]
+struct Pending {
+    set: Mutex<Option<Arc<RuleSet>>>,
+    ready: AtomicBool,
+}
+
+impl Pending {
+    fn put(&self, set: Arc<RuleSet>) {
+        if let Ok(mut slot) = self.set.lock() {
+            *slot = Some(set);
+        }
+        self.ready.store(true, Ordering::Release);
+    }
+
+    fn take(&self) -> Option<Arc<RuleSet>> {
+        if !self.ready.load(Ordering::Acquire) {
+            return None;
+        }
+        // Cleared before the take: a set put meanwhile raises the flag again (or is taken
+        // now, and the next look finds the slot empty).
+        self.ready.store(false, Ordering::Release);
+        self.set.lock().ok()?.take()
+    }
 }
 
 impl RuleWatcher {
@@ -89,7 +116,7 @@ impl RuleWatcher {
         let hangup = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))
             .context("cannot install the SIGHUP handler")?;
-        let pending = Arc::new(Mutex::new(None));
+        let pending = Arc::new(Pending::default());
         let stop = Arc::new(AtomicBool::new(false));
         let loader = Loader {
             paths,
@@ -116,7 +143,7 @@ impl RuleWatcher {
 
 impl RuleSource for RuleWatcher {
     fn take(&self) -> Option<Arc<RuleSet>> {
-        self.pending.lock().ok()?.take()
+        self.pending.take()
     }
 
     fn applied(&self, rules: &RuleSet, report: &ReloadReport) {
@@ -147,7 +174,7 @@ struct Loader {
     paths: Vec<PathBuf>,
     /// The latest set handed over (or the one the run started with).
     current: Arc<RuleSet>,
-    pending: Arc<Mutex<Option<Arc<RuleSet>>>>,
+    pending: Arc<Pending>,
     status: Arc<ReloadStatus>,
 }
 
@@ -220,9 +247,7 @@ impl Loader {
         let set = Arc::new(set);
         let fingerprint = short_fingerprint(&set);
         self.current = Arc::clone(&set);
-        if let Ok(mut pending) = self.pending.lock() {
-            *pending = Some(set);
-        }
+        self.pending.put(set);
         self.status.clear_refusal();
         // Said once the set is handed over: an event sent after this line is decided by it.
         tracing::info!(
@@ -270,5 +295,31 @@ fn log_report(rules: &RuleSet, report: &ReloadReport) {
             reason = %r.reason,
             "Rule reloaded."
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_put_is_taken_once_and_the_latest_wins() {
+        let pending = Pending::default();
+        assert!(pending.take().is_none());
+        let (a, b) = (Arc::new(RuleSet::default()), Arc::new(RuleSet::default()));
+        pending.put(Arc::clone(&a));
+        pending.put(Arc::clone(&b));
+        let taken = pending.take().expect("put");
+        assert!(Arc::ptr_eq(&taken, &b));
+        assert!(pending.take().is_none());
+    }
+
+    #[test]
+    fn rule_files_and_folders_are_watched_not_tests_or_editor_files() {
+        assert!(is_rule_path(Path::new("rules/hrv_drop.toml")));
+        assert!(is_rule_path(Path::new("rules/nightly")));
+        assert!(!is_rule_path(Path::new("rules/hrv_drop.test.toml")));
+        assert!(!is_rule_path(Path::new("rules/hrv_drop.toml.swp")));
+        assert!(!is_rule_path(Path::new("rules/.hrv_drop.toml~")));
     }
 }
