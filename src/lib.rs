@@ -10,12 +10,13 @@
 //!   decoding and JSON Schema validation of input lines;
 //! - [`rules`]: the rule language — file model, expressions, windows, aggregates, the checker
 //!   (every problem at once, with file:line:column diagnostics) and the compiled rule set it
-//!   produces, loading;
+//!   produces, loading, and what changed between two sets (`vigil rules diff`);
 //! - [`engine`]: the deterministic core — per-user event time, lateness, series and
-//!   incremental aggregates, rule evaluation, streaks, sequences, absence timers, outputs;
+//!   incremental aggregates, rule evaluation, streaks, sequences, absence timers, outputs,
+//!   and replacing the rule set of a running engine (`engine::reload`);
 //! - [`io`]: the per-record routing step every edge shares (`io::route`: decode, admit,
 //!   process, and where each result goes), and the embedded edge — JSON-lines input, outputs,
-//!   dead letters, late events;
+//!   dead letters, late events, and the rule files watched while a run goes on;
 //! - [`rule_tests`]: the runner of rule tests (`*.test.toml` beside the rules), shared by
 //!   `vigil test` and `cargo test`;
 //! - [`import`]: converters from vendor exports (WHOOP) into Vigil events;

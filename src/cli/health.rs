@@ -41,6 +41,10 @@ pub struct HealthArgs {
     /// Redis PING round trip above which Redis is degraded, e.g. "100ms".
     #[arg(long, default_value = "100ms", value_parser = duration)]
     max_redis_latency: Duration,
+    /// The running `vigil run` to ask how its rules stand, e.g. "127.0.0.1:9464" (default:
+    /// http.listen of vigil.toml or VIGIL_HTTP_LISTEN; none: not asked).
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_environment")]
+    instance: Option<std::net::SocketAddr>,
     /// One JSON document (the checks, the status and the exit code) instead of lines.
     #[arg(long)]
     json: bool,
@@ -71,6 +75,7 @@ pub fn run(args: HealthArgs) -> anyhow::Result<u8> {
         max_lag: args.max_lag,
         max_probe_latency: args.max_probe_latency,
         max_redis_latency: args.max_redis_latency,
+        instance: args.instance,
     };
     let report = health::run(&options);
     if args.json {

@@ -6,7 +6,8 @@
 //! range among them, see [`args`]); 3 invalid rules (`check`, and any command that loads
 //! rules); 4 failing rule tests, or none found; 5 Kafka topics that differ from the
 //! configuration (`topics show`); 6 no such alert or milestone (`alerts show`), or no such
-//! silence (`silence remove`); 7 history migrations not current (`migrate --check`).
+//! silence (`silence remove`); 7 history migrations not current (`migrate --check`); 8 a
+//! changed rule whose version was not bumped (`rules diff`).
 //!
 //! `health` has codes of its own, for scripts and orchestrators: 0 healthy, 1 degraded (the
 //! engine runs, something needs attention: the history database or Redis unreachable,
@@ -41,6 +42,7 @@ mod check;
 mod health;
 mod import;
 mod migrate;
+mod rules;
 mod run;
 mod schema;
 mod silence;
@@ -62,6 +64,7 @@ pub const EXIT_NOT_FOUND: u8 = 6;
 // Not 5, which `topics show` uses: a deployment script that runs both must be able to tell
 // the topics from the schema.
 pub const EXIT_NOT_CURRENT: u8 = 7;
+pub const EXIT_VERSION_NOT_BUMPED: u8 = 8;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -84,6 +87,9 @@ enum Command {
     Run(run::RunArgs),
     /// Check rule files and report every problem with file:line:column.
     Check(check::CheckArgs),
+    /// Compare rule sets: `vigil rules diff OLD NEW` (exit 8 when a changed rule keeps its
+    /// version).
+    Rules(rules::RulesArgs),
     /// Run the rule tests (`*.test.toml`) beside the rules.
     Test(test::TestArgs),
     /// Write the JSON Schemas of events, outputs and rule files.
@@ -126,6 +132,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::run(args),
+        Command::Rules(args) => rules::run(args),
         Command::Test(args) => test::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Import(args) => import::run(args),

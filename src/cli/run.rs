@@ -1,7 +1,7 @@
 //! `vigil run`: the main job in the embedded mode.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -16,7 +16,10 @@ use crate::engine::{Engine, EngineConfig};
 use crate::event::{Decoder, DEFAULT_MAX_LINE_BYTES};
 use crate::history::{redact_url, HistoryRow, HistoryWriter, WriterOptions};
 use crate::io::lazy_file::LazyFile;
+use crate::io::live::{FlushingInput, SharedOutput};
 use crate::io::pipeline::{self, RunHooks, Sinks};
+use crate::io::reload_status::ReloadStatus;
+use crate::io::rule_watch::{RuleSource, RuleWatcher};
 use crate::kafka::history_sink::HistorySink;
 use crate::kafka::{self, StreamOptions, StreamStatus};
 use crate::rules::{load_rules, RuleSet};
@@ -128,8 +131,28 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         Ok(listen) => listen,
         Err(code) => return Ok(code),
     };
+    // Rules edited while the run goes on are loaded, checked and applied between two events
+    // (see `io::rule_watch`).
+    let reload_status = Arc::new(ReloadStatus::new(engine.rules()));
+    telemetry::metrics().set_rule_versions(engine.rules());
+    let watcher = match RuleWatcher::start(
+        args.rules.clone(),
+        engine.rules_arc(),
+        Arc::clone(&reload_status),
+    ) {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            tracing::warn!(
+                error = %format!("{e:#}"),
+                "Rule files are not watched; this run keeps the rules it started with."
+            );
+            None
+        }
+    };
     let _server = match listen {
         Some(addr) => {
+            let status = Arc::clone(&reload_status);
+            telemetry::register_readiness("rules", move || status.readiness());
             let source = if args.input == "-" { "stdin" } else { "a file" };
             telemetry::register_readiness("input", move || {
                 Check::ready(format!("reading {source}"))
@@ -151,11 +174,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let mut dead = LazyFile::new(&args.dead_letter)?;
     let mut late = LazyFile::new(&args.late)?;
     let stdout = io::stdout();
-    let mut outputs: Box<dyn Write> = if args.output == "-" {
+    let mut outputs = SharedOutput::new(if args.output == "-" {
         Box::new(BufWriter::new(stdout.lock()))
     } else {
         Box::new(create(&PathBuf::from(&args.output))?)
-    };
+    });
+    let flushed_before_waits = outputs.clone();
     let mut sinks = Sinks {
         outputs: &mut outputs,
         dead_letters: &mut dead,
@@ -174,12 +198,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         silences: Some(&shared),
         counters: Some(&counters),
         clock: &crate::io::admit::SystemClock,
+        rules: watcher.as_ref().map(|w| w as &dyn RuleSource),
     };
     let summary = if args.input == "-" {
         pipeline::run_with(
             &mut engine,
             &decoder,
-            io::stdin().lock(),
+            // Fed live, perhaps: each output reaches the reader before the next wait.
+            FlushingInput::new(io::stdin(), flushed_before_waits),
             "stdin",
             &mut sinks,
             &mut around,
@@ -285,6 +311,10 @@ impl RunHooks for EmbeddedHooks<'_> {
         if self.events_since_hand_over >= HAND_OVER_EVERY {
             self.hand_over();
         }
+    }
+
+    fn rules_replaced(&mut self, rules: &RuleSet) {
+        self.buffer.set_rules(rules);
     }
 
     fn output(&mut self, output: &OutputEvent, silenced: bool) {
@@ -399,6 +429,24 @@ fn run_kafka(args: RunArgs, rules: Arc<RuleSet>, engine: EngineConfig) -> anyhow
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("cannot install the signal handlers")?;
     }
+    // SIGHUP reloads the rules of the embedded mode; here it must not end the process (its
+    // default), but say that it does nothing.
+    let mut hangups = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+        .context("cannot install the SIGHUP handler")?;
+    std::thread::Builder::new()
+        .name("vigil-sighup".into())
+        .spawn(move || {
+            for _ in hangups.forever() {
+                tracing::warn!(
+                    "SIGHUP: Kafka mode does not reload rules; restart the instances with the \
+                     new rules."
+                );
+            }
+        })
+        .context("cannot start the SIGHUP handler")?;
+    telemetry::metrics().set_rule_versions(&rules);
+    let running = ReloadStatus::new(&rules);
+    telemetry::register_readiness("rules", move || running.readiness());
     let status = Arc::new(StreamStatus::default());
     status.register(telemetry::readiness());
     let options = StreamOptions {

@@ -12,6 +12,7 @@ mod evaluate;
 pub mod lateness;
 mod nights;
 pub mod output;
+mod reload;
 mod series;
 pub mod snapshot;
 mod state;
@@ -27,6 +28,7 @@ use crate::rules::{KeySpec, Mode, RuleSet, Storage};
 use clock::StreamClock;
 pub use lateness::Lateness;
 pub use output::{AlertState, OutputData, OutputEvent};
+pub use reload::{ReloadReport, Reuse, RuleOutcome, RuleReload};
 pub use snapshot::{RestoreError, StateRecord};
 use state::KeyState;
 

@@ -73,6 +73,26 @@ impl SeriesState {
         }
     }
 
+    /// The same samples kept under a changed definition of the series (its windows reach
+    /// further or less far, or its sliding aggregates changed): stores resized, incremental
+    /// aggregates rebuilt from the samples, what no window needs any more dropped. For a rule
+    /// reload (see `engine::reload`).
+    pub fn rebuilt(self, def: &SeriesDef, clock: i64, lateness_ms: i64) -> SeriesState {
+        let mut new = SeriesState::new(def, lateness_ms);
+        match (self, &mut new) {
+            (SeriesState::Nights(old), SeriesState::Nights(store)) => {
+                old.for_each(|day, v| store.insert(day, v));
+            }
+            (SeriesState::Events(old), SeriesState::Events(store)) => {
+                store.restore(old.samples, old.logged_chunks, old.open_chunk);
+                store.evict(def, clock, lateness_ms);
+            }
+            // The storage is part of the signature: a series never changes kind.
+            _ => {}
+        }
+        new
+    }
+
     /// Adds a sample at time `t` (ms) on local date `day`, then drops what no future
     /// evaluation can need, given the key's clock and the allowed lateness.
     pub fn insert(

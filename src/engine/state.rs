@@ -91,6 +91,11 @@ pub struct Firing {
     /// Night (nightly rules) or time in ms of the firing; its id is rebuilt from it.
     pub occasion: i64,
     pub severity: Severity,
+    /// The rule version that fired it, when a rule reload carried it over to a newer version
+    /// (`None`: the rule's current version). Its resolution must name the id it was emitted
+    /// with. Not written to the changelog: Kafka mode does not reload rules (yet).
+    #[serde(skip)]
+    pub version: Option<u32>,
 }
 
 /// Streak bookkeeping as bitmaps over the last 64 positions (nights, or evaluations for

@@ -8,7 +8,9 @@
 //!    - [`kafka`] (production mode only): each bootstrap broker, each configured topic, a
 //!      produce → consume round trip through a probe topic, the consumer groups' lag;
 //!    - [`history`]: the history database (PostgreSQL or the SQLite file) and its migrations;
-//!    - [`redis`]: when `redis.url` is configured, a PING round trip.
+//!    - [`redis`]: when `redis.url` is configured, a PING round trip;
+//!    - [`instance`]: when a running `vigil run` listens on `http.listen` (or `--instance`),
+//!      what its `/readyz` says of its rules (a refused reload is degraded).
 //!
 //! Every check ends in one [`Check`]: a [`Status`], a sentence, and the figure that decided it.
 //! A check that depends on one that failed is [`Status::Skipped`] with the reason, never run.
@@ -24,6 +26,7 @@
 //! - **ok**, and **skipped** (not counted: a skipped check follows one that already decided).
 
 pub mod history;
+pub mod instance;
 pub mod kafka;
 pub mod local;
 pub mod redis;
@@ -231,6 +234,8 @@ pub struct Options {
     pub max_probe_latency: Duration,
     /// Redis PING round trip above which Redis is degraded.
     pub max_redis_latency: Duration,
+    /// The running instance's HTTP address, over the configuration's `http.listen`.
+    pub instance: Option<SocketAddr>,
 }
 
 /// Default `--timeout`.
@@ -271,11 +276,14 @@ fn environment(options: &Options, config: &Config) -> Vec<Check> {
             .then(|| scope.spawn(|| kafka::checks(&config.kafka, options)));
         let history = scope.spawn(|| history::checks(&history_url, options.timeout));
         let redis = scope.spawn(|| redis::checks(&config.redis, options));
+        let address = options.instance.or(config.http.listen);
+        let instance = scope.spawn(move || instance::checks(address, options.timeout));
         let mut checks = Vec::new();
         for (what, handle) in [
             ("kafka", kafka),
             ("history", Some(history)),
             ("redis", Some(redis)),
+            ("instance", Some(instance)),
         ] {
             let Some(handle) = handle else {
                 continue;

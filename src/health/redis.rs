@@ -106,6 +106,7 @@ mod tests {
             max_lag: 1,
             max_probe_latency: Duration::from_secs(1),
             max_redis_latency: Duration::from_secs(1),
+            instance: None,
         };
         let c = checks(&RedisConfig::default(), &options);
         assert_eq!(c.len(), 1);

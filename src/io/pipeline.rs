@@ -6,6 +6,7 @@ use super::admit::{AdmissionClock, SystemClock, WallClock};
 use super::lines::{Line, LineReader};
 use super::records::{DeadLetter, LateEvent};
 use super::route::{self, Context, Deliver, Framed, Rejection, Router, LATE_REASON};
+use super::rule_watch::RuleSource;
 use crate::engine::{Engine, OutputEvent};
 use crate::event::{Decoder, Event};
 use crate::status::silence::Silence;
@@ -26,6 +27,8 @@ pub trait RunHooks {
     fn event(&mut self, _event: &Event) {}
     /// Each output, after it was written or silenced.
     fn output(&mut self, _output: &OutputEvent, _silenced: bool) {}
+    /// The engine runs `rules` from the next event on.
+    fn rules_replaced(&mut self, _rules: &crate::rules::RuleSet) {}
 }
 
 pub use super::route::Summary;
@@ -61,6 +64,9 @@ pub struct Around<'a> {
     /// Events dated beyond the engine's `max_future_skew_ms` ahead of it are dead-lettered;
     /// silences expire by it.
     pub clock: &'a dyn WallClock,
+    /// Where new rule sets come from while the run goes on (`vigil run` watching its rules);
+    /// one is applied between two lines.
+    pub rules: Option<&'a dyn RuleSource>,
 }
 
 impl Default for Around<'_> {
@@ -70,6 +76,7 @@ impl Default for Around<'_> {
             silences: None,
             counters: None,
             clock: &SystemClock,
+            rules: None,
         }
     }
 }
@@ -105,6 +112,22 @@ pub fn run_with(
             sinks: &mut *sinks,
             hooks: around.hooks.as_deref_mut(),
         };
+        // Before the line's event: the new set decides it, and no event is split.
+        if let Some(source) = around.rules {
+            if let Some(rules) = source.take() {
+                let report = engine.replace_rules(std::sync::Arc::clone(&rules));
+                source.applied(&rules, &report);
+                if let Some(hooks) = deliver.hooks.as_deref_mut() {
+                    hooks.rules_replaced(&rules);
+                }
+                router.deliver(
+                    &report.outputs,
+                    &context,
+                    &mut around.counters,
+                    &mut deliver,
+                )?;
+            }
+        }
         router.route(
             engine,
             admitted,

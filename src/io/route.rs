@@ -277,7 +277,26 @@ impl Router {
             return deliver.late(event, behind);
         }
         deliver.accepted(&event);
-        for output in &self.outputs {
+        let outputs = std::mem::take(&mut self.outputs);
+        let delivered = self.deliver(&outputs, context, counts, deliver);
+        self.outputs = outputs;
+        delivered?;
+        if let (Some(started), Some(latency)) = (started, context.latency) {
+            latency.observe_processing(started.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    /// Sends outputs of the engine on (each to the outputs, or to the silenced output when a
+    /// silence covers it), counted: an event's, or those a rule reload emits.
+    pub fn deliver<D: Deliver>(
+        &mut self,
+        outputs: &[OutputEvent],
+        context: &Context<'_>,
+        counts: &mut impl Counts,
+        deliver: &mut D,
+    ) -> Result<(), D::Error> {
+        for output in outputs {
             let silence = context
                 .silences
                 .and_then(|s| silence_for(s, output, at(context.clock.now_ms())));
@@ -290,9 +309,6 @@ impl Router {
             }
             counts.output(output);
             deliver.output(output, silence.as_ref())?;
-        }
-        if let (Some(started), Some(latency)) = (started, context.latency) {
-            latency.observe_processing(started.elapsed().as_secs_f64());
         }
         Ok(())
     }

@@ -7,13 +7,17 @@
 //! - [`check`]: checks a set of files and resolves them into a [`RuleSet`], every error at
 //!   once;
 //! - [`compiled`]: the [`RuleSet`] the engine runs: rules, statistics, shared series;
+//! - [`describe`]: a compiled rule as named aspects written back as text, and [`diff`]: what
+//!   changed between two rule sets, rule by rule (`vigil rules diff`, reloads);
 //! - [`diagnostic`]: errors with file:line:column and a rendered snippet;
 //! - [`load`]: finding and reading rule files.
 
 pub mod agg_kind;
 pub mod check;
 pub mod compiled;
+pub mod describe;
 pub mod diagnostic;
+pub mod diff;
 pub mod duration;
 pub mod expr;
 pub mod load;

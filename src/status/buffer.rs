@@ -44,6 +44,11 @@ impl StatusBuffer {
         }
     }
 
+    /// The rules whose outputs come from now on (after a rule reload): their cooldowns.
+    pub fn set_rules(&mut self, rules: &RuleSet) {
+        self.cooldowns = cooldowns(rules);
+    }
+
     /// An accepted event of `user` at `ms`.
     pub fn event(&mut self, user: &str, ms: i64) {
         // A lookup by &str first: allocating the key only for a user new since the last

@@ -89,6 +89,11 @@ struct DependencyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -112,6 +117,8 @@ pub struct Metrics {
     transaction_seconds: Histogram,
     dependency_retries: Family<DependencyLabels, Counter>,
     history_queued: Gauge,
+    rules_reloads: Family<OutcomeLabels, Counter>,
+    rule_version: Family<RuleLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -142,6 +149,8 @@ impl Metrics {
             transaction_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             dependency_retries: Family::default(),
             history_queued: Gauge::default(),
+            rules_reloads: Family::default(),
+            rule_version: Family::default(),
             registry: Registry::default(),
         };
         let registry = &mut m.registry;
@@ -229,6 +238,17 @@ impl Metrics {
             m.history_queued.clone(),
         );
         registry.register(
+            "vigil_rules_reloads",
+            "Rule reloads, by outcome: applied, or refused (an invalid set, or a changed rule \
+             that kept its version; the running rules go on)",
+            m.rules_reloads.clone(),
+        );
+        registry.register(
+            "vigil_rule_version",
+            "The version of each rule of the running set, by rule id",
+            m.rule_version.clone(),
+        );
+        registry.register(
             "vigil_build",
             "Vigil's version",
             Info::new(BuildLabels {
@@ -239,6 +259,10 @@ impl Metrics {
         // instead of no data.
         for outcome in ["commit", "abort"] {
             m.transactions
+                .get_or_create_owned(&OutcomeLabels { outcome });
+        }
+        for outcome in ["applied", "refused"] {
+            m.rules_reloads
                 .get_or_create_owned(&OutcomeLabels { outcome });
         }
         for dependency in [Dependency::Postgres, Dependency::Redis] {
@@ -335,6 +359,26 @@ impl Metrics {
         self.state_users.set(saturating_i64(users));
         if let Some(bytes) = bytes {
             self.state_bytes.set(saturating_i64(bytes));
+        }
+    }
+
+    /// Counts a rule reload that was applied (`true`) or refused.
+    pub fn rules_reload(&self, applied: bool) {
+        let outcome = if applied { "applied" } else { "refused" };
+        self.rules_reloads
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// The running set's rules and versions: rules no longer in it leave the gauge.
+    pub fn set_rule_versions(&self, rules: &crate::rules::RuleSet) {
+        self.rule_version.clear();
+        for rule in &rules.rules {
+            self.rule_version
+                .get_or_create(&RuleLabels {
+                    rule: rule.id.clone(),
+                })
+                .set(i64::from(rule.version));
         }
     }
 
@@ -572,6 +616,8 @@ mod tests {
         ("vigil_transaction_duration_seconds", "histogram"),
         ("vigil_dependency_retries", "counter"),
         ("vigil_history_queued_rows", "gauge"),
+        ("vigil_rules_reloads", "counter"),
+        ("vigil_rule_version", "gauge"),
         ("vigil_build", "info"),
     ];
 
@@ -614,6 +660,11 @@ mod tests {
                 severity: "info",
             })
             .inc();
+        metrics.set_rule_versions(&crate::rules::RuleSet::default());
+        metrics
+            .rule_version
+            .get_or_create(&RuleLabels { rule: rule() })
+            .set(1);
         let text = metrics.encode();
         for (name, kind) in EXPOSED {
             assert!(

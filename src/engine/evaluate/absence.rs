@@ -124,6 +124,7 @@ impl Context<'_> {
             rs.firing = Some(Firing {
                 occasion: deadline,
                 severity,
+                version: None,
             });
         }
     }

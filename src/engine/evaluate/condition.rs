@@ -126,6 +126,7 @@ impl Context<'_> {
                 rs.firing = Some(Firing {
                     occasion: occasion_value,
                     severity,
+                    version: None,
                 });
             }
             if after.is_some() {

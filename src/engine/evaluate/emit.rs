@@ -129,11 +129,12 @@ pub(super) fn resolution<'a>(
     }
 }
 
-/// The id of the firing output a resolved output refers to, rebuilt from what was kept.
-fn firing_id(rule: &Rule, key: &str, firing: Firing) -> uuid::Uuid {
+/// The id of the firing output a resolved output refers to, rebuilt from what was kept (with
+/// the version that fired it, which a rule reload may have bumped since).
+pub(in crate::engine) fn firing_id(rule: &Rule, key: &str, firing: Firing) -> uuid::Uuid {
     output_id(
         &rule.id,
-        rule.version,
+        firing.version.unwrap_or(rule.version),
         key,
         "firing",
         &occasion_text(rule, firing.occasion),

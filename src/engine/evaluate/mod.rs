@@ -18,6 +18,7 @@ use super::state::KeyState;
 use super::Counters;
 use crate::event::{Event, Value};
 use crate::rules::{Mode, RuleSet, SeriesDef};
+pub(super) use emit::firing_id;
 use env::EventEnv;
 
 /// Adds the event's value to a series, if it passes the series' filter.
