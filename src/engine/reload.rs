@@ -117,7 +117,7 @@ impl Engine {
         let old = Arc::clone(&self.rules);
         let plan = Plan::new(&old, &new);
         let mut report = report(&old, &new, &plan);
-        let lateness = self.config.allowed_lateness_ms;
+        let lateness = self.config.lateness.clone();
         let old_series_to_new = {
             let mut map = vec![None; old.series.len()];
             for (j, s) in plan.series.iter().enumerate() {
@@ -145,9 +145,11 @@ impl Engine {
                 };
                 next.series[j] = Some(match series_plan.reuse {
                     Reuse::Kept => series,
-                    Reuse::Rebuilt | Reuse::Fresh => {
-                        Box::new(series.rebuilt(&new.series[j], state.clock, lateness))
-                    }
+                    Reuse::Rebuilt | Reuse::Fresh => Box::new(series.rebuilt(
+                        &new.series[j],
+                        state.clock,
+                        lateness.of(new.series[j].from),
+                    )),
                 });
             }
             let dropped = dropped_chunks(&old, &state);
