@@ -38,6 +38,7 @@
 //!   `/readyz`), structured logs with `tracing`;
 //! - [`cli`]: the `vigil` command.
 
+pub mod backtest;
 pub mod cli;
 pub mod config;
 pub mod engine;

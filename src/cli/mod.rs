@@ -37,6 +37,7 @@ macro_rules! out {
 
 mod alerts;
 mod args;
+mod backtest;
 mod check;
 mod health;
 mod import;
@@ -82,6 +83,10 @@ struct Cli {
 enum Command {
     /// Run the rules over events (embedded mode: JSON lines in, alerts and milestones out).
     Run(run::RunArgs),
+    /// Replay history through one rule set, or two to compare: a table per rule (firings,
+    /// resolutions, milestones, users affected, rate per user-month, agreement), --json, and
+    /// an HTML report with plots. Writes no history, state or output topic.
+    Backtest(backtest::BacktestArgs),
     /// Check rule files and report every problem with file:line:column.
     Check(check::CheckArgs),
     /// Run the rule tests (`*.test.toml`) beside the rules.
@@ -125,6 +130,7 @@ pub fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Backtest(args) => backtest::run(args),
         Command::Check(args) => check::run(args),
         Command::Test(args) => test::run(args),
         Command::Schema(args) => schema::run(args),
