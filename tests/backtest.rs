@@ -579,3 +579,116 @@ fn the_shipped_pack_on_the_whoop_exports_agrees_with_vigil_run_and_the_reference
         .sum();
     assert_eq!(nightly, decisions);
 }
+
+// -------------------------------------------------------------------------------- report
+
+/// `vigil backtest --against rules-b --report` over the fixture, in `dir`: the HTML.
+fn report(dir: &Path) -> String {
+    let html = dir.join("report.html");
+    ok(&vigil(
+        dir,
+        &[
+            "backtest",
+            "--rules",
+            path(&root().join("rules")),
+            "--against",
+            path(&rules_b()),
+            "--input",
+            path(&fixture()),
+            "--report",
+            path(&html),
+            "--report-users",
+            "3",
+        ],
+    ));
+    std::fs::read_to_string(html).expect("the report")
+}
+
+#[test]
+fn the_report_is_one_self_contained_file_on_the_users_the_sets_disagree_on_most() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let html = report(dir.path());
+    for outside in [
+        "http://", "https://", "<script", "<link", "<img", "src=", "url(",
+    ] {
+        assert!(
+            !html.contains(outside),
+            "the report refers outside itself: {outside}"
+        );
+    }
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    let users: Vec<&str> = html
+        .split("<h3>")
+        .skip(1)
+        .filter_map(|s| s.split("</h3>").next())
+        .collect();
+    assert_eq!(users.len(), 3, "--report-users 3");
+    // hrv_drop and hrv_recovered are plotted for each (no_data_48h has no metric).
+    assert!(html.matches("<svg").count() >= 3 * 2, "plots");
+    assert!(html.contains("hrv_drop: signal &lt; threshold"));
+    assert!(html.contains("B threshold lower = baseline_mean - 0.75 * baseline_sd"));
+
+    // Differences per user, recomputed from two vigil runs: the first user has the most.
+    let run_a = outputs(&vigil_run(dir.path(), &root().join("rules"), &fixture()));
+    let run_b = outputs(&vigil_run(dir.path(), &rules_b(), &fixture()));
+    let mut keys: BTreeMap<(String, String, String, String), (i64, i64)> = BTreeMap::new();
+    for o in &run_a {
+        keys.entry(match_key(o)).or_default().0 += 1;
+    }
+    for o in &run_b {
+        keys.entry(match_key(o)).or_default().1 += 1;
+    }
+    let mut differences: BTreeMap<String, u64> = BTreeMap::new();
+    for ((user, ..), (a, b)) in keys {
+        *differences.entry(user).or_default() += a.abs_diff(b);
+    }
+    let most = differences.values().max().copied().unwrap_or(0);
+    assert!(most > 0);
+    assert_eq!(differences[users[0]], most, "{differences:?}");
+    assert!(html.contains(&format!(
+        "<h3>{}</h3>\n<p>{most} outputs in one set and not the other.</p>",
+        users[0]
+    )));
+}
+
+#[test]
+fn the_report_renders_in_headless_chromium() {
+    let has_chromium = ["chromium", "chromium-browser"].iter().any(|b| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {b}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    if !has_chromium && !ci {
+        eprintln!("chromium not installed: skipping (scripts/render-report installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    report(dir.path());
+    let png = dir.path().join("report.png");
+    let out = Command::new(root().join("scripts/render-report"))
+        .args([
+            path(&dir.path().join("report.html")),
+            path(&png),
+            "1100",
+            "1600",
+        ])
+        .output()
+        .expect("scripts/render-report runs");
+    assert!(
+        out.status.success(),
+        "render-report failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&png).expect("the screenshot");
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    // The IHDR chunk: width and height, big-endian, after the signature and chunk header.
+    let size =
+        |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    assert_eq!((size(16), size(20)), (1100, 1600));
+    assert!(
+        bytes.len() > 50_000,
+        "a page with a table and plots, not a blank one"
+    );
+}

@@ -18,6 +18,7 @@
 //! - `report`: the HTML report, with a plot per user and rule.
 
 pub mod replay;
+pub mod report;
 pub mod source;
 pub mod table;
 

@@ -215,8 +215,11 @@ fn rule_row(r: u32, id: &str, sets: &[SetRun], user_months: f64) -> RuleRow {
     }
 }
 
+/// Subject, state and occasion: what makes two outputs of one rule the same.
+pub type MatchKey = (u32, u8, i64);
+
 /// What makes two outputs of one rule the same (see the module documentation).
-pub fn match_key(d: &Decision) -> (u32, u8, i64) {
+pub fn match_key(d: &Decision) -> MatchKey {
     let state = match d.state {
         OutputState::Firing => 0,
         OutputState::Resolved => 1,

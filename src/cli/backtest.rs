@@ -8,7 +8,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 
-use crate::backtest::{self, Input, Merge, SetRun, Sinks};
+use rustc_hash::FxHashSet;
+
+use crate::backtest::{self, report, Input, Merge, SetRun, Sinks};
 use crate::engine::EngineConfig;
 use crate::event::{Decoder, DEFAULT_MAX_LINE_BYTES};
 use crate::io::lazy_file::LazyFile;
@@ -154,6 +156,27 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<u8> {
         outln!()?;
     } else {
         out!("{}", table.render())?;
+    }
+    if let Some(path) = &args.report {
+        let users = report::choose_users(&sets, &replayed.names, args.report_users);
+        let chosen: FxHashSet<Box<str>> = users
+            .iter()
+            .filter_map(|(u, _)| replayed.names.names.get(*u as usize).cloned())
+            .collect();
+        let mut again = Merge::new(open_inputs(&args.input)?, &decoder);
+        let traces = report::traces(&mut again, &decoder, &sets, &config, &chosen)
+            .context("while replaying the report's users")?;
+        let html = report::Report {
+            table: &table,
+            sets: &sets,
+            names: &replayed.names,
+            rule_ids: &replayed.rule_ids,
+            users: &users,
+            traces: &traces,
+        }
+        .html();
+        std::fs::write(path, html).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("report in {}: {} users", path.display(), users.len());
     }
     let summary = sets.first().map(SetRun::summary).unwrap_or_default();
     for (file, count, what) in [
