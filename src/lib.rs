@@ -39,6 +39,7 @@
 //!   `/readyz`), structured logs with `tracing`;
 //! - [`cli`]: the `vigil` command.
 
+pub mod backtest;
 pub mod cli;
 pub mod config;
 pub mod engine;

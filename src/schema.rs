@@ -34,6 +34,11 @@ pub fn all_schemas() -> Vec<(String, String)> {
     rule["title"] = "Vigil rule file".into();
     files.push(("rule.schema.json".into(), pretty(&rule)));
     files.push(("config.schema.json".into(), pretty(&config_schema())));
+    let mut backtest =
+        serde_json::to_value(schemars::schema_for!(crate::backtest::Table)).unwrap_or_default();
+    backtest["$id"] = "https://vigil.dev/schemas/backtest.schema.json".into();
+    backtest["title"] = "Vigil backtest table (vigil backtest --json)".into();
+    files.push(("backtest.schema.json".into(), pretty(&backtest)));
     files
 }
 

@@ -24,7 +24,10 @@ fn every_schema_compiles_and_outputs_validate() {
             schema["$schema"], "https://json-schema.org/draft/2020-12/schema",
             "{name}"
         );
-        if name.starts_with("events/") || name == "rule.schema.json" || name == "config.schema.json"
+        if name.starts_with("events/")
+            || name == "rule.schema.json"
+            || name == "config.schema.json"
+            || name == "backtest.schema.json"
         {
             jsonschema::options()
                 .should_validate_formats(true)

@@ -38,6 +38,7 @@ macro_rules! out {
 
 mod alerts;
 mod args;
+mod backtest;
 mod check;
 mod health;
 mod import;
@@ -85,6 +86,10 @@ struct Cli {
 enum Command {
     /// Run the rules over events (embedded mode: JSON lines in, alerts and milestones out).
     Run(run::RunArgs),
+    /// Replay history through one rule set, or two to compare: a table per rule (firings,
+    /// resolutions, milestones, users affected, rate per user-month, agreement), --json, and
+    /// an HTML report with plots. Writes no history, state or output topic.
+    Backtest(backtest::BacktestArgs),
     /// Check rule files and report every problem with file:line:column.
     Check(check::CheckArgs),
     /// Compare rule sets: `vigil rules diff OLD NEW` (exit 8 when a changed rule keeps its
@@ -131,6 +136,7 @@ pub fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Backtest(args) => backtest::run(args),
         Command::Check(args) => check::run(args),
         Command::Rules(args) => rules::run(args),
         Command::Test(args) => test::run(args),

@@ -11,6 +11,7 @@ pub mod clock;
 mod evaluate;
 pub mod lateness;
 mod nights;
+pub mod observe;
 pub mod output;
 mod reload;
 mod series;
@@ -27,6 +28,7 @@ use crate::event::{Event, EventType};
 use crate::rules::{KeySpec, Mode, RuleSet, Storage};
 use clock::StreamClock;
 pub use lateness::Lateness;
+pub use observe::Observer;
 pub use output::{AlertState, OutputData, OutputEvent};
 pub use reload::{ReloadReport, Reuse, RuleOutcome, RuleReload};
 pub use snapshot::{RestoreError, StateRecord};
@@ -355,6 +357,17 @@ impl Engine {
 
     /// Processes one event: outputs are appended to `out`, in a deterministic order.
     pub fn process(&mut self, event: &Event, out: &mut Vec<OutputEvent>) -> Disposition {
+        self.process_observed(event, out, None)
+    }
+
+    /// [`Engine::process`], telling `observer` of every evaluation of a `[fire]` rule's
+    /// statistics (see [`observe`]). The outputs are the same with or without one.
+    pub fn process_observed(
+        &mut self,
+        event: &Event,
+        out: &mut Vec<OutputEvent>,
+        mut observer: Option<&mut dyn Observer>,
+    ) -> Disposition {
         let t = event.time.millis();
         if let Some(user) = self.keys.get(event.user_id.as_str()) {
             let lateness = self.config.lateness.of(event.event_type());
@@ -375,10 +388,10 @@ impl Engine {
             &rules,
             &KeySpec::UserId,
             &event.user_id,
-            slot,
-            event,
+            (slot, event),
             &mut timers,
             out,
+            reborrow(&mut observer),
         );
         // Rules keyed by another attribute keep state under that attribute's value.
         for i in 0..self.attribute_keys.len() {
@@ -388,7 +401,15 @@ impl Engine {
             };
             if let Some(value) = event.attribute(attr) {
                 let key = format!("{attr}\u{1f}{value}");
-                self.process_key(&rules, &spec, &key, slot, event, &mut timers, out);
+                self.process_key(
+                    &rules,
+                    &spec,
+                    &key,
+                    (slot, event),
+                    &mut timers,
+                    out,
+                    reborrow(&mut observer),
+                );
             }
         }
         for (deadline, key, rule) in timers {
@@ -408,10 +429,10 @@ impl Engine {
         rules: &RuleSet,
         spec: &KeySpec,
         key: &str,
-        slot: usize,
-        event: &Event,
+        (slot, event): (usize, &Event),
         timers: &mut Vec<(i64, Box<str>, usize)>,
         out: &mut Vec<OutputEvent>,
+        mut observer: Option<&mut dyn Observer>,
     ) {
         let t = event.time.millis();
         let state = match self.keys.get_mut(key) {
@@ -457,6 +478,7 @@ impl Engine {
             dependents: &self.dependents,
             counters: &mut self.counters,
             timers: std::mem::take(timers),
+            observer: reborrow(&mut observer),
         };
         for &r in &self.evaluated_by_type[slot] {
             if rules.rules[r].key == *spec {
@@ -527,6 +549,7 @@ impl Engine {
                 dependents: &self.dependents,
                 counters: &mut self.counters,
                 timers: Vec::new(),
+                observer: None,
             };
             ctx.expire_absence(timer.rule, &timer.key, state, timer.deadline, out);
             for (deadline, key, rule) in ctx.timers {
@@ -537,6 +560,15 @@ impl Engine {
                 }));
             }
         }
+    }
+}
+
+/// The observer again, for one more call: a plain `as_deref_mut` would keep the trait
+/// object's own lifetime, which a `&mut` cannot shorten.
+fn reborrow<'s>(observer: &'s mut Option<&mut dyn Observer>) -> Option<&'s mut dyn Observer> {
+    match observer {
+        Some(observer) => Some(&mut **observer),
+        None => None,
     }
 }
 

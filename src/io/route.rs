@@ -69,12 +69,7 @@ pub fn admit(
     clock: &AdmissionClock<'_>,
     max_future_skew_ms: i64,
 ) -> Result<Event, Rejection> {
-    let Some(bytes) = record.bytes else {
-        return Err(Rejection::invalid("empty message (no value)".to_string()));
-    };
-    let event = decoder
-        .decode_kept(bytes, record.full_len)
-        .map_err(|e| Rejection::invalid(e.to_string()))?;
+    let event = decode(decoder, record)?;
     match clock.future_reason(&event, max_future_skew_ms) {
         None => Ok(event),
         Some(reason) => Err(Rejection {
@@ -82,6 +77,18 @@ pub fn admit(
             future: true,
         }),
     }
+}
+
+/// Decodes `record` without judging its time against any wall clock: [`admit`] adds that for
+/// the edges that run live; a backtest replays the past, where the machine's date means
+/// nothing. The decoder's own checks (the schema, no time before 2000) still apply.
+pub fn decode(decoder: &Decoder, record: Framed<'_>) -> Result<Event, Rejection> {
+    let Some(bytes) = record.bytes else {
+        return Err(Rejection::invalid("empty message (no value)".to_string()));
+    };
+    decoder
+        .decode_kept(bytes, record.full_len)
+        .map_err(|e| Rejection::invalid(e.to_string()))
 }
 
 /// Where the step's results go, each in the edge's own form.

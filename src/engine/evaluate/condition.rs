@@ -64,6 +64,9 @@ impl Context<'_> {
             stats: &eval.stats,
             lets: &eval.lets,
         };
+        if let Some(observer) = self.observer.as_deref_mut() {
+            observer.evaluated(r, key, event, &env);
+        }
         let holds = fire.holds(&env);
         let rs = state.rules[r].get_or_insert_with(Default::default);
 

@@ -12,6 +12,7 @@ mod env;
 mod sequence;
 mod streak;
 
+use super::observe::Observer;
 use super::output::OutputEvent;
 use super::series::SeriesState;
 use super::state::KeyState;
@@ -66,6 +67,8 @@ pub struct Context<'a> {
     pub counters: &'a mut Counters,
     /// Timers to queue: (deadline, key, rule).
     pub timers: Vec<(i64, Box<str>, usize)>,
+    /// Told of each evaluation of a `[fire]` rule's statistics, when set.
+    pub observer: Option<&'a mut dyn Observer>,
 }
 
 impl Context<'_> {
