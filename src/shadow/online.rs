@@ -167,3 +167,70 @@ fn write_line(out: &mut dyn Write, value: &impl serde::Serialize) -> io::Result<
     serde_json::to_writer(&mut *out, value)?;
     out.write_all(b"\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Disposition;
+    use crate::event::Decoder;
+    use crate::rules::load_rules;
+
+    fn rules(dir: &str) -> Arc<RuleSet> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        match load_rules(&[root.join(dir)]) {
+            Ok(set) => Arc::new(set),
+            Err(_) => panic!("{dir} does not load"),
+        }
+    }
+
+    /// The simulated users through the live pack and the candidate (hrv_drop v2), as
+    /// `vigil run --shadow` feeds them: every output of either set is counted once, and
+    /// the metric has the disagreements.
+    #[test]
+    fn every_output_is_counted_once_per_rule() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("shadow.jsonl");
+        let config = EngineConfig::default();
+        let mut live = Engine::new(rules("rules"), config.clone());
+        let mut shadow = Shadow::new(
+            rules("tests/fixtures/backtest/rules-b"),
+            config,
+            LazyFile::new(&out).expect("lazy file"),
+        );
+        let input = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/simulated-7-users.jsonl"),
+        )
+        .expect("the fixture");
+        let decoder = Decoder::default();
+        let (mut outputs, mut made) = (Vec::new(), 0u64);
+        for line in input.lines().filter(|l| !l.trim().is_empty()) {
+            let event = decoder.decode(line.as_bytes()).expect("a valid event");
+            outputs.clear();
+            if live.process(&event, &mut outputs) == Disposition::Late {
+                continue;
+            }
+            shadow.event(&event);
+            for output in &outputs {
+                shadow.live(output);
+            }
+            made += outputs.len() as u64;
+        }
+        let agreement = shadow.finish().expect("written");
+        let sum = |f: fn(&Agreement) -> u64| agreement.iter().map(|(_, a)| f(a)).sum::<u64>();
+        assert_eq!(sum(|a| a.both + a.only_a), made);
+        assert_eq!(sum(|a| a.both + a.only_b), shadow.written);
+        let written = std::fs::read_to_string(&out).expect("the shadow file");
+        assert_eq!(written.lines().count() as u64, shadow.written);
+        let hrv = agreement
+            .iter()
+            .find(|(id, _)| id == "hrv_drop")
+            .map(|(_, a)| *a);
+        assert!(hrv.is_some_and(|a| a.only_a > 0 && a.only_b > 0), "{hrv:?}");
+        let text = telemetry::metrics().encode();
+        assert!(
+            text.contains(r#"vigil_shadow_outputs_total{rule="hrv_drop",agreement="live_only"}"#),
+            "{text}"
+        );
+    }
+}
