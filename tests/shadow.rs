@@ -320,7 +320,7 @@ fn a_shadow_set_that_does_not_load_stops_the_run_with_exit_3() {
 }
 
 #[test]
-fn shadow_in_kafka_mode_is_a_usage_error() {
+fn shadow_in_kafka_mode_and_shadow_out_alone_are_usage_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = vigil(
         dir.path(),

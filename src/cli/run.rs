@@ -98,7 +98,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     shadow: Vec<PathBuf>,
     /// Where the shadow rule set's outputs go, as JSON lines (created when there is one).
-    #[arg(long, default_value = "shadow.jsonl")]
+    #[arg(long, default_value = "shadow.jsonl", requires = "shadow")]
     shadow_out: PathBuf,
 }
 
