@@ -178,6 +178,7 @@ fn the_shadow_file_is_what_the_candidate_alone_outputs_and_live_is_unchanged() {
     assert_ne!(ids(&r.shadow), ids(&r.live));
     let stored = stored_ids(r.dir.path(), &r.history);
     assert_eq!(stored, stored_ids(r.dir.path(), &r.history_alone));
+    assert_eq!(stored, ids(&r.live), "the history is not the live outputs");
     let shadow_only: BTreeSet<String> = ids(&r.shadow).difference(&ids(&r.live)).cloned().collect();
     assert!(!shadow_only.is_empty());
     assert!(
@@ -360,4 +361,32 @@ fn a_report_of_a_file_that_is_not_outputs_fails_naming_the_line() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("shadow.jsonl:2"), "{stderr}");
+}
+
+/// A shadow file that cannot be written fails the run (exit 1), but only once the live side
+/// is done: the live outputs and the history are complete.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_shadow_that_cannot_write_fails_the_run_after_the_live_history_is_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let history = format!("sqlite:{}", path(&d.join("h.db")));
+    let out = run(
+        d,
+        &rules_a(),
+        &d.join("live.jsonl"),
+        &[
+            "--shadow",
+            path(&rules_b()),
+            "--shadow-out",
+            "/dev/full",
+            "--history",
+            &history,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error: shadow: cannot write"), "{stderr}");
+    let live = read(&d.join("live.jsonl"));
+    assert_eq!(stored_ids(d, &history), ids(&live));
 }

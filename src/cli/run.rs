@@ -263,23 +263,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     hooks.hand_over();
     let unstored = hooks.unstored;
     drop(hooks);
-    if let Some(shadow) = shadow.as_mut() {
-        let path = shadow.path().display().to_string();
-        let agreement = shadow
-            .finish()
-            .with_context(|| format!("cannot write the shadow outputs to {path}"))?;
-        let (both, live_only, shadow_only) = agreement.iter().fold((0, 0, 0), |t, (_, a)| {
-            (t.0 + a.both, t.1 + a.only_a, t.2 + a.only_b)
-        });
-        eprintln!(
-            "shadow: {} outputs in {path}; matched per event: both {both}, live only \
-             {live_only}, shadow only {shadow_only}",
-            shadow.written
-        );
-    }
+    // A shadow that could not write fails the run, but only after the live side is closed:
+    // the candidate must never cost the live history.
+    let shadow_failed = shadow.as_mut().is_some_and(report_shadow);
     warn_unwritten(&shared.close(SHARED_DRAIN));
     let Some((writer, url)) = history else {
-        return Ok(0);
+        return Ok(if shadow_failed { super::EXIT_ERROR } else { 0 });
     };
     let report = writer.close(HISTORY_DRAIN);
     let unstored = unstored + report.unwritten;
@@ -294,7 +283,30 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         return Ok(super::EXIT_ERROR);
     }
     eprintln!("history: {} new in {url}", report.written);
-    Ok(0)
+    Ok(if shadow_failed { super::EXIT_ERROR } else { 0 })
+}
+
+/// Matches what the shadow has left, flushes its file and says how it went; `true` when its
+/// outputs could not all be written (said on stderr).
+fn report_shadow(shadow: &mut Shadow) -> bool {
+    let path = shadow.path().display().to_string();
+    match shadow.finish() {
+        Ok(agreement) => {
+            let (both, live_only, shadow_only) = agreement.iter().fold((0, 0, 0), |t, (_, a)| {
+                (t.0 + a.both, t.1 + a.only_a, t.2 + a.only_b)
+            });
+            eprintln!(
+                "shadow: {} outputs in {path}; matched per event: both {both}, live only \
+                 {live_only}, shadow only {shadow_only}",
+                shadow.written
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("error: shadow: cannot write the outputs to {path}: {e}");
+            true
+        }
+    }
 }
 
 /// The end of the summary line naming the files this run wrote rejected and late events to,
