@@ -19,6 +19,8 @@
 //!   dead letters, late events, and the rule files watched while a run goes on;
 //! - [`rule_tests`]: the runner of rule tests (`*.test.toml` beside the rules), shared by
 //!   `vigil test` and `cargo test`;
+//! - [`shadow`]: shadow runs — a candidate rule set beside the live one (`vigil run
+//!   --shadow`), its outputs matched with the live ones, and `vigil shadow report`;
 //! - [`import`]: converters from vendor exports (WHOOP) into Vigil events;
 //! - [`simulate`]: realistic synthetic users for fixtures, demos and benchmarks;
 //! - [`schema`]: the JSON Schemas published in `schemas/`;
@@ -52,6 +54,7 @@ pub mod kafka;
 pub mod rule_tests;
 pub mod rules;
 pub mod schema;
+pub mod shadow;
 pub mod simulate;
 pub mod status;
 pub mod telemetry;

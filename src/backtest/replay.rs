@@ -95,6 +95,18 @@ impl RuleIds {
     pub fn get(&self, id: &str) -> Option<u32> {
         self.index.get(id).copied()
     }
+
+    /// The number of `id`, given the next one when new (for ids read from outputs rather
+    /// than from rule sets).
+    pub fn intern(&mut self, id: &str) -> u32 {
+        if let Some(i) = self.get(id) {
+            return i;
+        }
+        let i = u32::try_from(self.ids.len()).unwrap_or(u32::MAX);
+        self.index.insert(id.to_string(), i);
+        self.ids.push(id.to_string());
+        i
+    }
 }
 
 /// One rule set in the replay.
@@ -348,8 +360,9 @@ impl Deliver for Delivery<'_, '_> {
     }
 }
 
-/// The decision an output records. `None` only for a rule id no set has, which cannot be.
-fn decision(output: &OutputEvent, names: &mut Names, rule_ids: &RuleIds) -> Option<Decision> {
+/// The decision an output records. `None` only for a rule id not in `rule_ids` (in a replay,
+/// no set has it, which cannot be).
+pub fn decision(output: &OutputEvent, names: &mut Names, rule_ids: &RuleIds) -> Option<Decision> {
     let rule = rule_ids.get(&output.data.rule_id)?;
     let state = match (output.data.kind, output.data.state) {
         (crate::rules::RuleKind::Milestone, _) => OutputState::Milestone,

@@ -172,7 +172,7 @@ fn set_totals(i: usize, paths: Option<&Vec<String>>, summary: &Summary) -> SetTo
 
 fn rule_row(r: u32, id: &str, sets: &[SetRun], user_months: f64) -> RuleRow {
     let mut counts = Vec::new();
-    let mut keys: Vec<Vec<(u32, u8, i64)>> = Vec::new();
+    let mut keys: Vec<Vec<MatchKey>> = Vec::new();
     for (i, set) in sets.iter().enumerate() {
         let Some(rule) = set.rules.rules.iter().find(|rule| rule.id == id) else {
             keys.push(Vec::new());
@@ -204,7 +204,7 @@ fn rule_row(r: u32, id: &str, sets: &[SetRun], user_months: f64) -> RuleRow {
         });
         keys.push(mine.iter().map(|d| match_key(d)).collect());
     }
-    let agreement = match keys.as_mut_slice() {
+    let agreement = match keys.as_slice() {
         [a, b] => Some(agree(a, b)),
         _ => None,
     };
@@ -229,26 +229,55 @@ pub fn match_key(d: &Decision) -> MatchKey {
 }
 
 /// Matches two multisets of keys.
-fn agree(a: &mut [(u32, u8, i64)], b: &mut [(u32, u8, i64)]) -> Agreement {
-    a.sort_unstable();
-    b.sort_unstable();
-    let (mut i, mut j, mut both) = (0, 0, 0u64);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
+fn agree(a: &[MatchKey], b: &[MatchKey]) -> Agreement {
+    let paired = pair(a, b);
+    Agreement {
+        both: paired.both,
+        only_a: paired.only_a.len() as u64,
+        only_b: paired.only_b.len() as u64,
+    }
+}
+
+/// Two multisets of keys matched: how many are in both, and the positions in `a` and in `b`
+/// of those left unmatched (in key order). The one matcher of the backtest and the shadow
+/// runs, so that both count agreement the same way.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Paired {
+    pub both: u64,
+    pub only_a: Vec<usize>,
+    pub only_b: Vec<usize>,
+}
+
+/// Matches two multisets of keys (see the module documentation).
+pub fn pair(a: &[MatchKey], b: &[MatchKey]) -> Paired {
+    let sorted = |keys: &[MatchKey]| {
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_unstable_by_key(|&i| (keys[i], i));
+        order
+    };
+    let (ia, ib) = (sorted(a), sorted(b));
+    let mut paired = Paired::default();
+    let (mut i, mut j) = (0, 0);
+    while i < ia.len() && j < ib.len() {
+        match a[ia[i]].cmp(&b[ib[j]]) {
             std::cmp::Ordering::Equal => {
-                both += 1;
+                paired.both += 1;
                 i += 1;
                 j += 1;
             }
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Less => {
+                paired.only_a.push(ia[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                paired.only_b.push(ib[j]);
+                j += 1;
+            }
         }
     }
-    Agreement {
-        both,
-        only_a: a.len() as u64 - both,
-        only_b: b.len() as u64 - both,
-    }
+    paired.only_a.extend_from_slice(&ia[i..]);
+    paired.only_b.extend_from_slice(&ib[j..]);
+    paired
 }
 
 impl Table {
@@ -361,16 +390,30 @@ mod tests {
 
     #[test]
     fn outputs_are_matched_as_multisets() {
-        let mut a = vec![(1, 0, 10), (1, 0, 10), (2, 1, 11), (3, 2, 12)];
-        let mut b = vec![(1, 0, 10), (2, 1, 11), (2, 1, 13), (4, 0, 10)];
+        let a = vec![(1, 0, 10), (1, 0, 10), (2, 1, 11), (3, 2, 12)];
+        let b = vec![(1, 0, 10), (2, 1, 11), (2, 1, 13), (4, 0, 10)];
         assert_eq!(
-            agree(&mut a, &mut b),
+            agree(&a, &b),
             Agreement {
                 both: 2,
                 only_a: 2,
                 only_b: 2
             }
         );
-        assert_eq!(agree(&mut [], &mut []), Agreement::default());
+        assert_eq!(agree(&[], &[]), Agreement::default());
+    }
+
+    #[test]
+    fn pairing_names_the_unmatched_positions() {
+        let a = [(1, 0, 10), (1, 0, 10), (2, 1, 11)];
+        let b = [(2, 1, 13), (1, 0, 10)];
+        assert_eq!(
+            pair(&a, &b),
+            Paired {
+                both: 1,
+                only_a: vec![1, 2],
+                only_b: vec![0]
+            }
+        );
     }
 }

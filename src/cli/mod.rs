@@ -46,6 +46,7 @@ mod migrate;
 mod rules;
 mod run;
 mod schema;
+mod shadow;
 mod silence;
 mod simulate;
 mod test;
@@ -115,6 +116,9 @@ enum Command {
     /// --kafka the brokers, topics, a probe round trip and lag (exit 0 healthy, 1 degraded,
     /// 2 failing).
     Health(health::HealthArgs),
+    /// Compare a shadow run's outputs (`vigil run --shadow`) with the live ones:
+    /// `vigil shadow report --live FILE --shadow FILE`.
+    Shadow(shadow::ShadowArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -148,6 +152,7 @@ pub fn main() -> ExitCode {
         Command::Migrate(args) => migrate::run(args),
         Command::Silence(args) => silence::run(args),
         Command::Health(args) => health::run(args),
+        Command::Shadow(args) => shadow::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

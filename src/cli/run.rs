@@ -23,6 +23,7 @@ use crate::io::rule_watch::{RuleSource, RuleWatcher};
 use crate::kafka::history_sink::HistorySink;
 use crate::kafka::{self, StreamOptions, StreamStatus};
 use crate::rules::{load_rules, RuleSet};
+use crate::shadow::Shadow;
 use crate::status::buffer::StatusBuffer;
 use crate::status::{StatusOptions, StatusStore};
 use crate::telemetry::http::{Endpoints, HttpServer};
@@ -90,6 +91,15 @@ pub struct RunArgs {
     /// http.listen of vigil.toml and VIGIL_HTTP_LISTEN).
     #[arg(long, value_name = "ADDR")]
     http: Option<std::net::SocketAddr>,
+    /// A candidate rule set (files or directories; repeatable) run beside the live one on the
+    /// same events: its outputs go to --shadow-out only, never to --output, the history or
+    /// the shared status. A set that does not load stops the run at start (exit 3). Not yet
+    /// in Kafka mode.
+    #[arg(long, value_name = "DIR")]
+    shadow: Vec<PathBuf>,
+    /// Where the shadow rule set's outputs go, as JSON lines (created when there is one).
+    #[arg(long, default_value = "shadow.jsonl", requires = "shadow")]
+    shadow_out: PathBuf,
 }
 
 fn create(path: &PathBuf) -> anyhow::Result<BufWriter<File>> {
@@ -98,6 +108,13 @@ fn create(path: &PathBuf) -> anyhow::Result<BufWriter<File>> {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
+    if args.kafka && !args.shadow.is_empty() {
+        eprintln!(
+            "error: --shadow is not yet supported in Kafka mode; run it in the embedded mode \
+             (--input, --output)"
+        );
+        return Ok(super::EXIT_USAGE);
+    }
     let rules = match load_rules(&args.rules) {
         Ok(set) => Arc::new(set),
         Err(failure) => {
@@ -122,6 +139,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     if args.kafka {
         return run_kafka(args, engine.rules_arc(), engine.config().clone());
     }
+    // Loaded before anything starts: a candidate that does not load is refused with the
+    // diagnostics `vigil check` gives, not discovered halfway through the input.
+    let mut shadow = if args.shadow.is_empty() {
+        None
+    } else {
+        match load_rules(&args.shadow) {
+            Ok(set) => Some(Shadow::new(
+                Arc::new(set),
+                engine.config().clone(),
+                LazyFile::new(&args.shadow_out)?,
+            )),
+            Err(failure) => {
+                eprint!("{}", failure.render(super::color()));
+                eprintln!("error: the shadow rule set (--shadow) does not load");
+                return Ok(super::EXIT_INVALID_RULES);
+            }
+        }
+    };
     let history_url = match history_url(&args) {
         Ok(url) => url,
         Err(code) => return Ok(code),
@@ -192,6 +227,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         buffer: StatusBuffer::new(engine.rules()),
         shared: &shared,
         events_since_hand_over: 0,
+        shadow: shadow.as_mut(),
     };
     let mut around = pipeline::Around {
         hooks: Some(&mut hooks),
@@ -226,9 +262,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     eprintln!("{summary}{}", written_to(&summary, &dead, &late));
     hooks.hand_over();
     let unstored = hooks.unstored;
+    drop(hooks);
+    // A shadow that could not write fails the run, but only after the live side is closed:
+    // the candidate must never cost the live history.
+    let shadow_failed = shadow.as_mut().is_some_and(report_shadow);
     warn_unwritten(&shared.close(SHARED_DRAIN));
     let Some((writer, url)) = history else {
-        return Ok(0);
+        return Ok(if shadow_failed { super::EXIT_ERROR } else { 0 });
     };
     let report = writer.close(HISTORY_DRAIN);
     let unstored = unstored + report.unwritten;
@@ -243,7 +283,30 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         return Ok(super::EXIT_ERROR);
     }
     eprintln!("history: {} new in {url}", report.written);
-    Ok(0)
+    Ok(if shadow_failed { super::EXIT_ERROR } else { 0 })
+}
+
+/// Matches what the shadow has left, flushes its file and says how it went; `true` when its
+/// outputs could not all be written (said on stderr).
+fn report_shadow(shadow: &mut Shadow) -> bool {
+    let path = shadow.path().display().to_string();
+    match shadow.finish() {
+        Ok(agreement) => {
+            let (both, live_only, shadow_only) = agreement.iter().fold((0, 0, 0), |t, (_, a)| {
+                (t.0 + a.both, t.1 + a.only_a, t.2 + a.only_b)
+            });
+            eprintln!(
+                "shadow: {} outputs in {path}; matched per event: both {both}, live only \
+                 {live_only}, shadow only {shadow_only}",
+                shadow.written
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("error: shadow: cannot write the outputs to {path}: {e}");
+            true
+        }
+    }
 }
 
 /// The end of the summary line naming the files this run wrote rejected and late events to,
@@ -292,6 +355,8 @@ struct EmbeddedHooks<'a> {
     buffer: StatusBuffer,
     shared: &'a StatusStore,
     events_since_hand_over: usize,
+    /// The shadow rule set (`--shadow`): fed the accepted events, told the live outputs.
+    shadow: Option<&'a mut Shadow>,
 }
 
 /// Events between two hand-overs to the shared state (and silence refreshes).
@@ -306,6 +371,9 @@ impl EmbeddedHooks<'_> {
 
 impl RunHooks for EmbeddedHooks<'_> {
     fn event(&mut self, event: &crate::event::Event) {
+        if let Some(shadow) = self.shadow.as_deref_mut() {
+            shadow.event(event);
+        }
         self.buffer.event(&event.user_id, event.time.millis());
         self.events_since_hand_over += 1;
         if self.events_since_hand_over >= HAND_OVER_EVERY {
@@ -318,6 +386,9 @@ impl RunHooks for EmbeddedHooks<'_> {
     }
 
     fn output(&mut self, output: &OutputEvent, silenced: bool) {
+        if let Some(shadow) = self.shadow.as_deref_mut() {
+            shadow.live(output);
+        }
         self.buffer.output(output, silenced);
         let Some(writer) = self.history else {
             return;

@@ -94,6 +94,12 @@ struct RuleLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    rule: String,
+    agreement: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -119,6 +125,7 @@ pub struct Metrics {
     history_queued: Gauge,
     rules_reloads: Family<OutcomeLabels, Counter>,
     rule_version: Family<RuleLabels, Gauge>,
+    shadow_outputs: Family<ShadowLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -151,6 +158,7 @@ impl Metrics {
             history_queued: Gauge::default(),
             rules_reloads: Family::default(),
             rule_version: Family::default(),
+            shadow_outputs: Family::default(),
             registry: Registry::default(),
         };
         let registry = &mut m.registry;
@@ -247,6 +255,12 @@ impl Metrics {
             "vigil_rule_version",
             "The version of each rule of the running set, by rule id",
             m.rule_version.clone(),
+        );
+        registry.register(
+            "vigil_shadow_outputs",
+            "Outputs of a shadow run (vigil run --shadow) matched against the live rules' \
+             outputs of the same event, by rule id and agreement: both, live_only, shadow_only",
+            m.shadow_outputs.clone(),
         );
         registry.register(
             "vigil_build",
@@ -380,6 +394,20 @@ impl Metrics {
                 })
                 .set(i64::from(rule.version));
         }
+    }
+
+    /// Adds `n` to the shadow run's count of `rule`'s outputs with this `agreement` ("both",
+    /// "live_only" or "shadow_only").
+    pub fn shadow_outputs(&self, rule: &str, agreement: &'static str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.shadow_outputs
+            .get_or_create(&ShadowLabels {
+                rule: rule.to_string(),
+                agreement,
+            })
+            .inc_by(n);
     }
 
     /// Rows handed to a history writer (`+n`) or stored by it (`-n`).
@@ -618,6 +646,7 @@ mod tests {
         ("vigil_history_queued_rows", "gauge"),
         ("vigil_rules_reloads", "counter"),
         ("vigil_rule_version", "gauge"),
+        ("vigil_shadow_outputs", "counter"),
         ("vigil_build", "info"),
     ];
 
@@ -665,6 +694,7 @@ mod tests {
             .rule_version
             .get_or_create(&RuleLabels { rule: rule() })
             .set(1);
+        metrics.shadow_outputs(&rule(), "both", 1);
         let text = metrics.encode();
         for (name, kind) in EXPOSED {
             assert!(
