@@ -5,56 +5,16 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("a UTF-8 path")
-}
-
-fn fixture() -> PathBuf {
-    root().join("tests/fixtures/simulated-7-users.jsonl")
-}
+#[path = "common/binary.rs"]
+mod binary;
+use binary::{fixture, ok, path, root, rules_b, vigil};
 
 fn rules_a() -> PathBuf {
     root().join("rules")
-}
-
-fn rules_b() -> PathBuf {
-    root().join("tests/fixtures/backtest/rules-b")
-}
-
-/// `vigil ARGS` in `dir`, without the caller's `VIGIL_…` variables.
-fn vigil(dir: &Path, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_vigil"));
-    command.current_dir(dir).args(args).env("NO_COLOR", "1");
-    for (var, _) in std::env::vars() {
-        if var.starts_with("VIGIL_") {
-            command.env_remove(var);
-        }
-    }
-    let out = command.output().expect("vigil runs");
-    assert!(
-        !String::from_utf8_lossy(&out.stderr).contains("panicked"),
-        "vigil {args:?} panicked: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn read(p: &Path) -> String {
