@@ -8,7 +8,7 @@
 use indexmap::IndexMap;
 
 use super::compiled::{KeySpec, Mode, Rule, RuleSet, Step, TemplatePart};
-use super::expr::{BinOp, ConstValue, Expr, Slot};
+use super::expr::{ConstValue, Expr, Slot};
 use crate::event::EventType;
 
 /// One aspect of a rule's definition, as text.
@@ -259,35 +259,6 @@ impl Describer<'_> {
     }
 }
 
-/// Binding strength of an operator, as the parser climbs them.
-fn precedence(op: BinOp) -> u8 {
-    match op {
-        BinOp::Or => 1,
-        BinOp::And => 2,
-        BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 4,
-        BinOp::Add | BinOp::Sub => 5,
-        BinOp::Mul | BinOp::Div | BinOp::Rem => 6,
-    }
-}
-
-fn symbol(op: BinOp) -> &'static str {
-    match op {
-        BinOp::Or => "or",
-        BinOp::And => "and",
-        BinOp::Eq => "==",
-        BinOp::Ne => "!=",
-        BinOp::Lt => "<",
-        BinOp::Le => "<=",
-        BinOp::Gt => ">",
-        BinOp::Ge => ">=",
-        BinOp::Add => "+",
-        BinOp::Sub => "-",
-        BinOp::Mul => "*",
-        BinOp::Div => "/",
-        BinOp::Rem => "%",
-    }
-}
-
 /// The expression as a rule author would write it, parenthesised only where needed
 /// (operators are left-associative, so a right operand of equal strength keeps its
 /// parentheses). `outer` is the strength of the operator around it.
@@ -310,11 +281,11 @@ fn show(e: &Expr, name: &dyn Fn(Slot) -> String, outer: u8) -> String {
             }
         }
         Expr::Binary(op, l, r) => {
-            let p = precedence(*op);
+            let p = op.precedence();
             let text = format!(
                 "{} {} {}",
                 show(l, name, p),
-                symbol(*op),
+                op.symbol(),
                 show(r, name, p + 1)
             );
             if p < outer {

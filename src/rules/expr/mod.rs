@@ -77,22 +77,34 @@ pub enum BinOp {
 
 impl BinOp {
     fn from_token(op: &str) -> Option<(BinOp, u8)> {
-        Some(match op {
-            "or" => (BinOp::Or, 1),
-            "and" => (BinOp::And, 2),
-            "==" => (BinOp::Eq, 4),
-            "!=" => (BinOp::Ne, 4),
-            "<" => (BinOp::Lt, 4),
-            "<=" => (BinOp::Le, 4),
-            ">" => (BinOp::Gt, 4),
-            ">=" => (BinOp::Ge, 4),
-            "+" => (BinOp::Add, 5),
-            "-" => (BinOp::Sub, 5),
-            "*" => (BinOp::Mul, 6),
-            "/" => (BinOp::Div, 6),
-            "%" => (BinOp::Rem, 6),
+        let op = match op {
+            "or" => BinOp::Or,
+            "and" => BinOp::And,
+            "==" => BinOp::Eq,
+            "!=" => BinOp::Ne,
+            "<" => BinOp::Lt,
+            "<=" => BinOp::Le,
+            ">" => BinOp::Gt,
+            ">=" => BinOp::Ge,
+            "+" => BinOp::Add,
+            "-" => BinOp::Sub,
+            "*" => BinOp::Mul,
+            "/" => BinOp::Div,
+            "%" => BinOp::Rem,
             _ => return None,
-        })
+        };
+        Some((op, op.precedence()))
+    }
+
+    /// Binding strength, as the parser climbs operators (higher binds tighter).
+    pub fn precedence(self) -> u8 {
+        match self {
+            BinOp::Or => 1,
+            BinOp::And => 2,
+            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => 4,
+            BinOp::Add | BinOp::Sub => 5,
+            BinOp::Mul | BinOp::Div | BinOp::Rem => 6,
+        }
     }
 
     pub fn symbol(self) -> &'static str {
