@@ -9,7 +9,7 @@
 //! not backtested here.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
@@ -17,6 +17,9 @@ use serde_json::Value;
 #[path = "common/binary.rs"]
 mod binary;
 use binary::{fixture, ok, path, root, rules_b, vigil};
+#[path = "common/real_data.rs"]
+mod real_data;
+use real_data::{data_dir, whoop_exports};
 
 /// `vigil run --no-history` over `input` with `rules`: its outputs, as written.
 fn vigil_run(dir: &Path, rules: &Path, input: &Path) -> String {
@@ -422,51 +425,6 @@ fn exit_codes_follow_the_other_commands() {
 
 // ------------------------------------------------------------------------------ real data
 
-fn data_dir() -> Option<PathBuf> {
-    match std::env::var_os("VIGIL_REAL_DATA") {
-        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but VIGIL_REAL_DATA is not set: real-data tests cannot be skipped"
-            );
-            eprintln!("VIGIL_REAL_DATA not set: skipping the real-data test");
-            None
-        }
-    }
-}
-
-/// The WHOOP cycle exports under the data folder, sorted.
-fn whoop_exports(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for folder in std::fs::read_dir(dir.join("whoop")).expect("whoop folder") {
-        let folder = folder.expect("entry").path();
-        if !folder.is_dir() {
-            continue;
-        }
-        for file in std::fs::read_dir(&folder).expect("folder") {
-            let file = file.expect("entry").path();
-            let name = file
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .to_string();
-            if name.ends_with(".csv")
-                && (name.contains("physiological_cycles") || name.contains("zyklen"))
-            {
-                found.push(file);
-            }
-        }
-    }
-    found.sort();
-    assert!(
-        found.len() >= 10,
-        "expected the 10 WHOOP exports, found {}",
-        found.len()
-    );
-    found
-}
-
 const NIGHTLY: [&str; 6] = [
     "hrv_drop",
     "hrv_recovered",
@@ -482,7 +440,7 @@ fn the_shipped_pack_on_the_whoop_exports_agrees_with_vigil_run_and_the_reference
     let dir = tempfile::tempdir().expect("tempdir");
     // Each export through `vigil import whoop`, one input per user.
     let mut inputs = Vec::new();
-    for (i, export) in whoop_exports(&data).iter().enumerate() {
+    for (i, (_, export)) in whoop_exports(&data).iter().enumerate() {
         let file = dir.path().join(format!("whoop-{i:02}.jsonl"));
         let user = format!("whoop-{i:02}");
         ok(&vigil(

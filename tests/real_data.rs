@@ -17,55 +17,12 @@ use vigil::engine::{Engine, EngineConfig, OutputEvent};
 use vigil::event::Event;
 use vigil::rules::load_rules;
 
+#[path = "common/real_data.rs"]
+mod real_data_dir;
+use real_data_dir::{data_dir, whoop_exports};
+
 /// (user, rule, night, state, severity of hrv_drop firings)
 type Decision = (String, String, String, String, Option<String>);
-
-fn data_dir() -> Option<PathBuf> {
-    match std::env::var_os("VIGIL_REAL_DATA") {
-        Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir)),
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but VIGIL_REAL_DATA is not set: real-data tests cannot be skipped"
-            );
-            eprintln!("VIGIL_REAL_DATA not set: skipping the real-data test");
-            None
-        }
-    }
-}
-
-/// The WHOOP cycle exports, with the user name the reference uses (path under the folder).
-fn exports(dir: &Path) -> Vec<(String, PathBuf)> {
-    let mut found = Vec::new();
-    let whoop = dir.join("whoop");
-    for entry in std::fs::read_dir(&whoop).expect("whoop folder") {
-        let folder = entry.unwrap().path();
-        if !folder.is_dir() {
-            continue;
-        }
-        for file in std::fs::read_dir(&folder).unwrap() {
-            let path = file.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().to_string();
-            if name.ends_with(".csv")
-                && (name.contains("physiological_cycles") || name.contains("zyklen"))
-            {
-                let user = format!(
-                    "whoop/{}/{}",
-                    folder.file_name().unwrap().to_string_lossy(),
-                    name
-                );
-                found.push((user, path));
-            }
-        }
-    }
-    found.sort();
-    assert!(
-        found.len() >= 10,
-        "expected the 10 WHOOP exports, found {}",
-        found.len()
-    );
-    found
-}
 
 fn rules() -> Arc<vigil::rules::RuleSet> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules");
@@ -114,7 +71,7 @@ fn decisions(outputs: &[OutputEvent]) -> BTreeSet<Decision> {
 }
 
 fn all_events(dir: &Path) -> Vec<Vec<Event>> {
-    exports(dir)
+    whoop_exports(dir)
         .iter()
         .map(|(user, path)| {
             vigil::import::whoop::import_whoop_file(path, user)
@@ -137,7 +94,7 @@ fn nightly_rules_agree_with_an_independent_computation_and_the_reference() {
     let vigil_decisions = decisions(&run(&merged_by_time(&per_user)));
 
     let mut independent = BTreeSet::new();
-    for (user, path) in exports(&dir) {
+    for (user, path) in whoop_exports(&dir) {
         independent.extend(independent::decide(&user, &path));
     }
     let reference = read_reference(&dir);
